@@ -1,0 +1,60 @@
+"""One entry point for a fresh machine: `python3.11 run.py demo|test [args]`.
+
+Creates `.venv` beside this file on first use, installs the project into it
+(with its `test` and `demo` extras), then runs the demo or the test suite in
+it. The install is redone only when `setup.py` changes.
+"""
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import venv
+
+ROOT = pathlib.Path(__file__).resolve().parent
+VENV = ROOT / '.venv'
+STAMP = VENV / '.install-stamp'
+
+
+def _venv_python():
+  return VENV / 'bin' / 'python'
+
+
+def _wanted_stamp():
+  return hashlib.sha256((ROOT / 'setup.py').read_bytes()).hexdigest()
+
+
+def ensure_environment():
+  """Builds or refreshes the virtual environment; returns its interpreter."""
+  if not _venv_python().exists():
+    print(f'[run.py] creating virtual environment in {VENV}', flush=True)
+    venv.EnvBuilder(with_pip=True).create(VENV)
+  if not STAMP.exists() or STAMP.read_text() != _wanted_stamp():
+    print('[run.py] installing tensorflow-multihead with its test and demo '
+          'extras (first run takes a few minutes)', flush=True)
+    pip = [str(_venv_python()), '-m', 'pip', '--disable-pip-version-check']
+    subprocess.run(pip + ['install', '-q', '--upgrade', 'pip'], check=True)
+    subprocess.run(pip + ['install', '-q', '-e', f'{ROOT}[test,demo]'],
+                   check=True)
+    STAMP.write_text(_wanted_stamp())
+  return str(_venv_python())
+
+
+COMMANDS = {
+    'demo': ['-m', 'examples.demo'],
+    'test': ['-m', 'pytest', '-n', '2', '--dist', 'loadgroup'],
+}
+
+
+def main(argv):
+  if len(argv) < 2 or argv[1] not in COMMANDS:
+    print(f'usage: python3.11 run.py {{{"|".join(COMMANDS)}}} [extra args]')
+    return 2
+  python = ensure_environment()
+  command = [python] + COMMANDS[argv[1]] + argv[2:]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  return subprocess.run(command, cwd=ROOT, env=env).returncode
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv))
