@@ -389,7 +389,8 @@ def _weights_from(features, weight_column):
   if not isinstance(weight_column, (NumericColumn, _NumericColumn)):
     raise TypeError('Weight column must be either a string or NumericColumn.'
                     ' Given type: {}.'.format(type(weight_column)))
-  weights = weight_column._get_dense_tensor(_LazyBuilder(features))  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  weights = weight_column._get_dense_tensor(_LazyBuilder(features))
   if not (weights.dtype.is_floating or weights.dtype.is_integer):
     raise ValueError('Weight column should be castable to float. '
                      'Given dtype: {}'.format(weights.dtype))
@@ -476,7 +477,7 @@ def check_logits_final_dim(logits, expected_logits_dimension):
   >>> check_logits_final_dim(tf.zeros([3, 2]), 1)
   Traceback (most recent call last):
   ...
-  ValueError: logits shape must be [D0, D1, ... DN, logits_dimension], got (3, 2).
+  ValueError: logits shape must be [D0, D1, ... DN, ...], got (3, 2).
   """
   with tf.name_scope('logits'):
     logits = tf.cast(logits, tf.float32)
@@ -532,7 +533,7 @@ def validate_loss_reduction(loss_reduction):
   >>> validate_loss_reduction(tf.losses.Reduction.NONE)
   Traceback (most recent call last):
   ...
-  ValueError: Invalid loss_reduction: none. See `tf.losses.Reduction` for valid options.
+  ValueError: Invalid loss_reduction: none. See ...
   """
   reduction = tf.losses.Reduction
   if (loss_reduction not in reduction.all() or
@@ -565,7 +566,7 @@ def validate_v2_optimizer(optimizer):
   >>> validate_v2_optimizer('sgd')
   Traceback (most recent call last):
   ...
-  ValueError: The given optimizer is not a tf.keras.optimizers.Optimizer instance. Received optimizer of type <class 'str'>
+  ValueError: The given optimizer is not a ... of type <class 'str'>
   """
   optimizers = tf.keras.optimizers
   if not isinstance(optimizer, (optimizers.Optimizer,
@@ -743,7 +744,8 @@ def check_label_range(labels, n_classes, message=None):
     # Values, unlike shapes, are only known in eager mode.
     if tf.executing_eagerly():
       if not tf.reduce_all(tf.less_equal(labels, n_classes - 1)):
-        raise ValueError(message or 'Labels must be <= {} - 1'.format(n_classes))
+        raise ValueError(
+            message or 'Labels must be <= {} - 1'.format(n_classes))
       if not tf.reduce_all(tf.greater_equal(labels, 0)):
         raise ValueError(message or 'Labels must be >= 0')
       return labels
