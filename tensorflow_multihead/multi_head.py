@@ -30,6 +30,8 @@ at run time when it is not known while the graph is built.
 >>> print(f'{loss.numpy():.2f}')  # 0.41 + 0.5 * 0.5
 0.66
 """
+import inspect
+
 import tensorflow as tf
 from tensorflow_estimator.python.estimator import model_fn
 from tensorflow_estimator.python.estimator.canned import metric_keys
@@ -68,6 +70,31 @@ def _builds_through_tpu_spec(head):
   own = type(head).create_estimator_spec
   return own in (base_head.Head.create_estimator_spec,
                  estimator_base_head.Head.create_estimator_spec)
+
+
+def _head_predictions(head, logits, keys):
+  """`head.predictions(logits)`, only `keys` if given, for any head.
+
+  The `tf.estimator` regression heads take no `keys`, so for them the
+  chosen keys are picked from all their predictions.
+  """
+  if keys is None:
+    return head.predictions(logits)
+  try:
+    takes_keys = 'keys' in inspect.signature(head.predictions).parameters
+  except (TypeError, ValueError):
+    takes_keys = True
+  try:
+    if takes_keys:
+      return head.predictions(logits, keys)
+    every = head.predictions(logits)
+    unknown = [key for key in keys if key not in every]
+    if unknown:
+      raise ValueError(
+          f'Prediction keys {unknown} are not among {sorted(every)}.')
+    return {key: every[key] for key in keys}
+  except ValueError as error:
+    raise ValueError(f'Head {head.name!r}: {error}') from error
 
 
 class _HeadPart:
@@ -231,11 +258,8 @@ class MultiHead(base_head.Head):
     for head in self.heads:
       if chosen[head.name] == []:  # pylint: disable=g-explicit-bool-comparison
         continue
-      try:
-        predictions_by_head[head.name] = head.predictions(
-            logits[head.name], chosen[head.name])
-      except ValueError as error:
-        raise ValueError(f'Head {head.name!r}: {error}') from error
+      predictions_by_head[head.name] = _head_predictions(
+          head, logits[head.name], chosen[head.name])
     return self._group.merged_predictions(predictions_by_head)
 
   def _chosen_keys(self, keys):
@@ -277,9 +301,13 @@ class MultiHead(base_head.Head):
                                 'metric')
     return eval_metrics
 
-  def update_metrics(self, eval_metrics, features, logits, labels, mode=None,
-                     regularization_losses=None):
-    """Updates `eval_metrics` with every head's loss and metrics."""
+  def update_metrics(self, eval_metrics, features, logits, labels,
+                     regularization_losses=None, mode=None):
+    """Updates `eval_metrics` with every head's loss and metrics.
+
+    `regularization_losses` comes fifth, as in `tf.estimator.MultiHead`;
+    `mode`, which the `Head` interface names, is accepted by keyword.
+    """
     del mode  # No head's metrics depend on it.
     logits = self._group.logits_by_head(logits)
     labels = self._group.labels_by_head(labels, ModeKeys.EVAL)
