@@ -1,0 +1,105 @@
+"""A TF 1.x canned estimator given `head=contrib.multi_head(...)`.
+
+No `model_fn` here: a canned estimator builds the network, and the merged
+head tells it what to learn. Three heads share it: whether the visitor buys
+the item (`binary_classification_head`), the share of its sales that come
+back (`logistic_regression_head`) and its department (`multi_class_head`),
+the purchase loss weighted twice. `--estimator` picks the canned estimator:
+`dnn` (`tf.estimator.DNNEstimator`), `linear` (`LinearEstimator`) or
+`dnn_linear` (`DNNLinearCombinedEstimator`).
+
+This program was written for TF 1.x. It runs on TF 2.15 with two lines
+changed, and no other:
+
+  -import tensorflow as tf
+  -from tensorflow.contrib import estimator as contrib
+  +import tensorflow.compat.v1 as tf
+  +from tensorflow_multihead import contrib
+
+From the repository root:
+
+  python -m examples.tf1_canned_estimator --estimator=dnn_linear --steps=500
+"""
+import argparse
+import os
+
+import tensorflow.compat.v1 as tf
+from tensorflow_multihead import contrib
+
+from examples import tf1_shop as shop
+
+ESTIMATORS = ('dnn', 'linear', 'dnn_linear')
+
+parser = argparse.ArgumentParser()
+parser.add_argument('--estimator', default='dnn', choices=ESTIMATORS,
+                    help='which canned estimator to train')
+parser.add_argument('--steps', default=200, type=int, help='training steps')
+parser.add_argument('--batch_size', default=32, type=int, help='batch size')
+parser.add_argument('--model_dir', default=None, help='checkpoints go here')
+parser.add_argument('--export_dir', default=None,
+                    help='the SavedModel goes under here')
+
+HEADS = ('bought', 'return_rate', 'category')
+HEAD_WEIGHTS = (2., 1., 1.)
+
+
+def make_head():
+  return contrib.multi_head(
+      [contrib.binary_classification_head(name='bought'),
+       contrib.logistic_regression_head(name='return_rate'),
+       contrib.multi_class_head(n_classes=3, name='category')],
+      head_weights=HEAD_WEIGHTS)
+
+
+def make_estimator(kind, model_dir=None):
+  """The canned estimator `kind`, with the merged head."""
+  columns = shop.feature_columns()
+  config = tf.estimator.RunConfig(tf_random_seed=1)
+  if kind == 'dnn':
+    return tf.estimator.DNNEstimator(
+        head=make_head(), hidden_units=[16, 16], feature_columns=columns,
+        optimizer=tf.train.AdagradOptimizer(learning_rate=0.1),
+        model_dir=model_dir, config=config)
+  if kind == 'linear':
+    return tf.estimator.LinearEstimator(
+        head=make_head(), feature_columns=columns,
+        optimizer=tf.train.FtrlOptimizer(learning_rate=0.1),
+        model_dir=model_dir, config=config)
+  return tf.estimator.DNNLinearCombinedEstimator(
+      head=make_head(), linear_feature_columns=columns,
+      dnn_feature_columns=columns, dnn_hidden_units=[16],
+      model_dir=model_dir, config=config)
+
+
+def run(steps, batch_size=32, model_dir=None, export_dir=None,
+        estimator_kind='dnn'):
+  """Trains, evaluates, predicts and exports; returns what each gave."""
+  train, test = shop.load_data()
+  estimator = make_estimator(estimator_kind, model_dir)
+
+  estimator.train(
+      input_fn=lambda: shop.train_input_fn(train.features, train.labels,
+                                           HEADS, batch_size),
+      steps=steps)
+  metrics = estimator.evaluate(
+      input_fn=lambda: shop.eval_input_fn(test.features, test.labels, HEADS,
+                                          batch_size))
+  predictions = list(estimator.predict(
+      input_fn=lambda: shop.eval_input_fn(test.features, None, HEADS,
+                                          batch_size)))
+  export_path = estimator.export_saved_model(
+      export_dir or os.path.join(estimator.model_dir, 'export'),
+      shop.serving_input_receiver_fn)
+  return shop.Results(metrics, predictions, export_path)
+
+
+def main(argv):
+  args = parser.parse_args(argv[1:])
+  results = run(args.steps, args.batch_size, args.model_dir, args.export_dir,
+                args.estimator)
+  shop.print_results(results, HEADS, HEAD_WEIGHTS)
+
+
+if __name__ == '__main__':
+  tf.logging.set_verbosity(tf.logging.INFO)
+  tf.app.run(main)
