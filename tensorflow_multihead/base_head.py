@@ -20,6 +20,7 @@ time are checked by assertion ops, which raise
 TensorShape([2, 1])
 """
 import abc
+import contextlib
 
 import tensorflow as tf
 # Weight columns are feature columns; TF exposes neither the class of the
@@ -257,7 +258,12 @@ def _same_shape(actual, expected):
 
 
 def _with_assertion(tensor, assertion):
-  with tf.control_dependencies([assertion]):
+  return _with_assertions(tensor, [assertion])
+
+
+def _with_assertions(tensor, assertions):
+  """`tensor`, readable only once every assertion has passed."""
+  with tf.control_dependencies(assertions):
     return tf.identity(tensor)
 
 
@@ -740,24 +746,29 @@ def check_label_range(labels, n_classes, message=None):
   ...
   ValueError: Labels must be <= 3 - 1
   """
+  highest = n_classes - 1
+  # (holds for every label?, its graph-mode assertion, what the error says)
+  bounds = (
+      (lambda: tf.math.less_equal(labels, highest),
+       lambda text: tf.compat.v1.debugging.assert_less_equal(
+           labels, tf.cast(highest, labels.dtype), message=text),
+       f'Labels must be <= {n_classes} - 1', 'Labels must be <= n_classes - 1'),
+      (lambda: tf.math.greater_equal(labels, 0),
+       lambda text: tf.compat.v1.debugging.assert_non_negative(
+           labels, message=text),
+       'Labels must be >= 0', 'Labels must be >= 0'),
+  )
   with tf.name_scope('check_label_range'):
-    # Values, unlike shapes, are only known in eager mode.
     if tf.executing_eagerly():
-      if not tf.reduce_all(tf.less_equal(labels, n_classes - 1)):
-        raise ValueError(
-            message or 'Labels must be <= {} - 1'.format(n_classes))
-      if not tf.reduce_all(tf.greater_equal(labels, 0)):
-        raise ValueError(message or 'Labels must be >= 0')
+      # The values are at hand, so a bad label is a ValueError like every
+      # other eager check here rather than an op error.
+      for holds, _, eager_text, _ in bounds:
+        if not tf.reduce_all(holds()):
+          raise ValueError(message or eager_text)
       return labels
-    checks = [
-        tf.compat.v1.debugging.assert_less_equal(
-            labels, tf.cast(n_classes - 1, labels.dtype),
-            message=message or 'Labels must be <= n_classes - 1'),
-        tf.compat.v1.debugging.assert_non_negative(
-            labels, message=message or 'Labels must be >= 0'),
-    ]
-    with tf.control_dependencies(checks):
-      return tf.identity(labels)
+    assertions = [assertion(message or graph_text)
+                  for _, assertion, _, graph_text in bounds]
+    return _with_assertions(labels, assertions)
 
 
 def update_metric_with_broadcast_weights(eval_metric, values, weights):
@@ -851,22 +862,37 @@ def create_estimator_spec_train_op(
   """
   del head_name
   validate_update_ops(update_ops)
-  with tf.compat.v1.name_scope(''):  # Back to the top level...
-    with tf.compat.v1.name_scope('training'):  # ...then where Keras trains.
-      if optimizer is not None:
-        if train_op_fn is not None:
-          raise ValueError('train_op_fn and optimizer cannot both be set.')
-        validate_v2_optimizer(optimizer)
-        validate_trainable_variables(trainable_variables)
-        loss = _per_replica(regularized_training_loss, loss_reduction)
-        train_op = optimizer.get_updates(loss, trainable_variables)[0]
-      elif train_op_fn is not None:
-        train_op = train_op_fn(regularized_training_loss)
-      else:
-        raise ValueError('train_op_fn and optimizer cannot both be None.')
-      if update_ops is not None:
-        train_op = tf.group(train_op, *update_ops)
+  _require_one_trainer(optimizer, train_op_fn)
+  if optimizer is not None:
+    validate_v2_optimizer(optimizer)
+    validate_trainable_variables(trainable_variables)
+  with _top_level_scope('training'):
+    if optimizer is None:
+      train_op = train_op_fn(regularized_training_loss)
+    else:
+      loss = _per_replica(regularized_training_loss, loss_reduction)
+      train_op = optimizer.get_updates(loss, trainable_variables)[0]
+    if update_ops is None:
       return train_op
+    return tf.group(train_op, *update_ops)
+
+
+def _require_one_trainer(optimizer, train_op_fn):
+  if optimizer is not None and train_op_fn is not None:
+    raise ValueError('train_op_fn and optimizer cannot both be set.')
+  if optimizer is None and train_op_fn is None:
+    raise ValueError('train_op_fn and optimizer cannot both be None.')
+
+
+@contextlib.contextmanager
+def _top_level_scope(name):
+  """Opens name scope `name` at the graph's top level, wherever we are.
+
+  Keras names its training ops 'training/...'; the heads' train ops get the
+  same names whichever name scope the model_fn called them in.
+  """
+  with tf.compat.v1.name_scope(''), tf.compat.v1.name_scope(name):
+    yield
 
 
 def create_estimator_spec_summary(regularized_training_loss,

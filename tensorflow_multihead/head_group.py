@@ -23,7 +23,6 @@ import numbers
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_estimator.python.estimator.export import export_output
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
 from tensorflow_multihead import base_head
@@ -172,6 +171,10 @@ class HeadGroup:
     with tf.name_scope('split_logits'):
       logits = tf.convert_to_tensor(logits)
       widths = [head.logits_dimension for head in self.heads]
+      if logits.shape.rank == 0:
+        raise ValueError(
+            'logits must be a dict keyed by head name or a Tensor of shape '
+            f'[D0, ..., DN, {sum(widths)}]; given a scalar.')
       last = logits.shape[-1] if logits.shape.rank else None
       if last is not None and last != sum(widths):
         raise ValueError(
@@ -205,37 +208,45 @@ class HeadGroup:
       if self.weights:
         losses = [tf.math.multiply(loss, weight)
                   for loss, weight in zip(losses, self.weights)]
-      total = tf.math.add_n(losses)
+      total = sum_of(losses)
       if regularization_losses is not None:
-        total += tf.math.add_n(list(regularization_losses))
+        total += sum_of(regularization_losses)
       return total
 
   def merged_predictions(self, predictions_by_head):
     """Keys every head's predictions by `(head name, prediction key)`."""
-    with tf.name_scope('merge_pred'):
-      return {(name, key): value
-              for name, predictions in predictions_by_head.items()
-              for key, value in predictions.items()}
+    return {(name, key): value
+            for name, predictions in predictions_by_head.items()
+            for key, value in predictions.items()}
 
   def merged_export_outputs(self, outputs_by_head):
     """Serves every head's outputs; the default head's as the default.
 
-    Each head's outputs appear as `<head>` (its default) and `<head>/<key>`;
-    `predict` merges every head's `PredictOutput` as `<head>/<key>`.
+    A head's default output is served as `<head>`, its others as
+    `<head>/<key>`; `predict` gathers every head's `PredictOutput` tensors,
+    keyed `<head>/<output key>`.
     """
-    export_outputs = {
-        base_head.DEFAULT_SERVING_KEY: _default_output(
-            outputs_by_head[self.default_head], self.default_head)}
-    predict_outputs = {}
+    served = {base_head.DEFAULT_SERVING_KEY: _default_output(
+        outputs_by_head[self.default_head], self.default_head)}
+    gathered = {}
     for name, outputs in outputs_by_head.items():
-      for key, output in outputs.items():
-        served_as = (name if key == base_head.DEFAULT_SERVING_KEY
-                     else f'{name}/{key}')
-        export_outputs[served_as] = output
-        if (key == base_head.PREDICT_SERVING_KEY and
-            isinstance(output, export_output.PredictOutput)):
-          for output_key, tensor in output.outputs.items():
-            predict_outputs[f'{name}/{output_key}'] = tensor
-    export_outputs[base_head.PREDICT_SERVING_KEY] = (
-        export_output.PredictOutput(predict_outputs))
-    return export_outputs
+      served.update({_served_name(name, key): output
+                     for key, output in outputs.items()})
+      own_predict = outputs.get(base_head.PREDICT_SERVING_KEY)
+      if isinstance(own_predict, tf.estimator.export.PredictOutput):
+        gathered.update({f'{name}/{key}': tensor
+                         for key, tensor in own_predict.outputs.items()})
+    served[base_head.PREDICT_SERVING_KEY] = (
+        tf.estimator.export.PredictOutput(gathered))
+    return served
+
+
+def _served_name(head_name, output_key):
+  if output_key == base_head.DEFAULT_SERVING_KEY:
+    return head_name
+  return f'{head_name}/{output_key}'
+
+
+def sum_of(losses):
+  """Adds a list (or other iterable) of scalar losses into one."""
+  return tf.math.add_n(list(losses))

@@ -1,17 +1,8 @@
 """`MultiHead`: one `Head` made of several, for multi-objective learning.
 
-Each head keeps its own loss, metrics, predictions and serving outputs; the
-multi-head adds their (optionally weighted) losses into one training loss,
-suffixes nothing itself (the heads already suffix their metric keys with their
-names), keys predictions by `(head name, prediction key)` and exports every
-head's serving signatures with one head served by default.
-
-Unlike `tf.estimator.MultiHead`, `create_estimator_spec` builds each head's
-loss, predictions and metrics exactly once per mode (the reference builds them
-two or three times), refuses duplicate head names (the reference lets a later
-head silently overwrite an earlier head's predictions and metrics), refuses
-unknown logits or labels keys, and checks a logits `Tensor`'s last dimension
-at run time when it is not known while the graph is built.
+A `MultiHead` asks each of its heads for its own spec exactly once per mode
+and merges the answers; how it differs from `tf.estimator.MultiHead`, and
+why, is listed in the project's README.
 
 >>> import numpy as np
 >>> import tensorflow as tf
@@ -21,13 +12,12 @@ at run time when it is not known while the graph is built.
 ...                  head_weights=[1., 0.5])
 >>> head.logits_dimension
 2
->>> logits = np.array([[0.], [2.]], np.float32), np.array([[1.], [3.]],
-...                                                       np.float32)
+>>> logits = {'clicks': np.array([[0.], [2.]], np.float32),
+...           'value': np.array([[1.], [3.]], np.float32)}
 >>> labels = {'clicks': np.array([[0], [1]]),
 ...           'value': np.array([[2.], [3.]], np.float32)}
->>> loss = head.loss(labels, {'clicks': logits[0], 'value': logits[1]})
 >>> # clicks: (log(2) + log(1 + e**-2)) / 2 = 0.41; value: (1 + 0) / 2 = 0.5.
->>> print(f'{loss.numpy():.2f}')  # 0.41 + 0.5 * 0.5
+>>> print(f'{head.loss(labels, logits).numpy():.2f}')  # 0.41 + 0.5 * 0.5
 0.66
 """
 import inspect
@@ -35,18 +25,22 @@ import inspect
 import tensorflow as tf
 from tensorflow_estimator.python.estimator import model_fn
 from tensorflow_estimator.python.estimator.canned import metric_keys
-from tensorflow_estimator.python.estimator.head import base_head as estimator_base_head
+from tensorflow_estimator.python.estimator.head import (
+    base_head as estimator_base_head)
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
 from tensorflow_multihead import base_head
 from tensorflow_multihead import head_group
 
 _MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
-_REGULARIZATION = 'regularization'
+# Where the summed regularization losses travel among the metric tensors.
+_REGULARIZATION_TENSOR_KEY = 'regularization'
+_LOSS_KEY = metric_keys.MetricKeys.LOSS
+_REGULARIZATION_KEY = metric_keys.MetricKeys.LOSS_REGULARIZATION
 
 
-def _no_op_train_fn(loss):
-  del loss  # The merged loss, not each head's, drives training.
+def _no_train_op(head_loss):
+  del head_loss  # Only the merged loss is trained, by the merged train op.
   return tf.no_op()
 
 
@@ -60,122 +54,156 @@ def _check_loss_reductions(heads):
 
 
 def _builds_through_tpu_spec(head):
-  """Whether `head.create_estimator_spec` is the base class's own.
+  """Whether the head's `create_estimator_spec` is the base class's own.
 
   Such a head builds its spec through `_create_tpu_estimator_spec`, whose
-  metrics come as a function of tensors, so the merged spec can hand them to
-  `TPUEstimator`. A head that overrides `create_estimator_spec` is asked for
-  that spec instead, so that its override is honoured.
+  metrics come as a function of tensors that the merged spec can hand on to
+  `TPUEstimator`. A head overriding `create_estimator_spec` is asked for that
+  spec instead, so that its override is honoured.
   """
-  own = type(head).create_estimator_spec
-  return own in (base_head.Head.create_estimator_spec,
-                 estimator_base_head.Head.create_estimator_spec)
+  return type(head).create_estimator_spec in (
+      base_head.Head.create_estimator_spec,
+      estimator_base_head.Head.create_estimator_spec)
 
 
-def _head_predictions(head, logits, keys):
-  """`head.predictions(logits)`, only `keys` if given, for any head.
+def _takes_keys(head):
+  """Whether `head.predictions` accepts `keys` (the regression heads don't)."""
+  try:
+    return 'keys' in inspect.signature(head.predictions).parameters
+  except (TypeError, ValueError):  # No signature to read: assume it does.
+    return True
 
-  The `tf.estimator` regression heads take no `keys`, so for them the
-  chosen keys are picked from all their predictions.
+
+class _Selection:
+  """Which predictions `MultiHead.predictions(keys=...)` asks for.
+
+  A plain key asks every head that has it; a `(head name, key)` pair asks one
+  head, which must have it.
   """
-  if keys is None:
-    return head.predictions(logits)
-  try:
-    takes_keys = 'keys' in inspect.signature(head.predictions).parameters
-  except (TypeError, ValueError):
-    takes_keys = True
-  try:
-    if takes_keys:
-      return head.predictions(logits, keys)
-    every = head.predictions(logits)
-    unknown = [key for key in keys if key not in every]
-    if unknown:
-      raise ValueError(
-          f'Prediction keys {unknown} are not among {sorted(every)}.')
-    return {key: every[key] for key in keys}
-  except ValueError as error:
-    raise ValueError(f'Head {head.name!r}: {error}') from error
+
+  def __init__(self, keys, head_names):
+    self.everything = keys is None
+    keys = [] if keys is None else [keys] if isinstance(keys, str) else keys
+    self.plain = [key for key in keys if not isinstance(key, tuple)]
+    self.pairs = [key for key in keys if isinstance(key, tuple)]
+    for name, key in self.pairs:
+      if name not in head_names:
+        raise ValueError(
+            f'Prediction key {(name, key)!r} names unknown head {name!r}. The '
+            f'heads are: {list(head_names)}.')
+
+  def of_head(self, head, logits):
+    """The head's chosen predictions; all of them if nothing was chosen."""
+    if self.everything:
+      return head.predictions(logits)
+    required = [key for name, key in self.pairs if name == head.name]
+    if not (required or self.plain):
+      return {}
+    if required and not self.plain and _takes_keys(head):
+      return self._asked(head, lambda: head.predictions(logits, required))
+    offered = head.predictions(logits)
+    missing = [key for key in required if key not in offered]
+    if missing:
+      raise ValueError(f'Head {head.name!r} has no predictions {missing}; it '
+                       f'has {sorted(offered)}.')
+    return {key: value for key, value in offered.items()
+            if key in required or key in self.plain}
+
+  @staticmethod
+  def _asked(head, predict):
+    try:
+      return predict()
+    except ValueError as error:
+      raise ValueError(f'Head {head.name!r}: {error}') from error
+
+  def check_found(self, merged):
+    found = {key for _, key in merged}
+    absent = [key for key in self.plain if key not in found]
+    if absent:
+      raise ValueError(f'No head has the predictions {absent}.')
 
 
 class _HeadPart:
-  """One head's spec and its metrics as a function of named tensors."""
+  """One head's spec, with its metrics as a function of named tensors."""
 
   def __init__(self, head, index, **spec_args):
     self.name = head.name
-    self._prefix = f'{index}:'
+    self._tensor_prefix = f'{index}:'
     if _builds_through_tpu_spec(head):
       self.spec = head._create_tpu_estimator_spec(**spec_args)  # pylint: disable=protected-access
       self._metric_fn, tensors = self.spec.eval_metrics or (None, {})
     else:
       self.spec = head.create_estimator_spec(**spec_args)
-      built = self.spec.eval_metric_ops
-      self._metric_fn, tensors = (lambda: built), {}
+      built_metrics = self.spec.eval_metric_ops
+      self._metric_fn, tensors = (lambda: built_metrics), {}
+    # Prefixed by the head's position, since heads name their tensors alike.
     self.metric_tensors = {
-        self._prefix + key: value for key, value in tensors.items()}
+        self._tensor_prefix + key: value for key, value in tensors.items()}
 
   @property
   def has_metrics(self):
     return self._metric_fn is not None
 
-  def metrics(self, tensors):
-    """Calls the head's metric function with its share of `tensors`."""
+  def metrics(self, all_tensors):
+    """Calls the head's metric function with its share of `all_tensors`."""
     if self._metric_fn is None:
       return {}
-    own = {key[len(self._prefix):]: value for key, value in tensors.items()
-           if key.startswith(self._prefix)}
-    return self._metric_fn(**own)
+    start = len(self._tensor_prefix)
+    return self._metric_fn(**{
+        key[start:]: value for key, value in all_tensors.items()
+        if key.startswith(self._tensor_prefix)})
+
+
+def _mean_of(name, values):
+  mean = tf.keras.metrics.Mean(name=name)
+  mean.update_state(values=values)
+  return mean
 
 
 class MultiHead(base_head.Head):
-  """Creates a `Head` for multi-objective learning.
+  """A `Head` merging several heads, for learning several objectives at once.
 
-  Merges several heads, each with a unique `name`:
+  Every head needs a name of its own. Labels come as a dict keyed by head
+  name; logits either as such a dict or as one `Tensor` of shape
+  `[D0, ..., DN, logits_dimension]`, whose last dimension is cut into the
+  heads' `logits_dimension`s, in the heads' order.
 
-  * TRAIN: the heads' losses, each times its weight in `head_weights`, plus
-    any `regularization_losses`, give the one loss that `optimizer` or
-    `train_op_fn` minimizes.
-  * EVAL: every head's metrics (their keys already end in `/<head name>`),
-    plus `loss/<head name>` for each head's loss.
-  * PREDICT: predictions keyed by `(head name, prediction key)`; exports
-    serve `default_head` (the first head unless named) under
-    `serving_default`, every head's outputs under `<head>` and
-    `<head>/<key>`, and all heads' predictions together under `predict`.
-
-  Labels are a dict keyed by head name. Logits are either such a dict or one
-  `Tensor` of shape `[D0, ..., DN, logits_dimension]` that is split along its
-  last dimension among the heads, in order.
+  * TRAIN: `optimizer` or `train_op_fn` minimizes one loss: each head's loss
+    times its weight, plus `regularization_losses`.
+  * EVAL: each head's metrics, which the heads key as `<metric>/<head>`, and
+    `loss/<head>`: the loss each head reports.
+  * PREDICT: predictions keyed `(head, key)`. The export serves
+    `default_head` (the first head unless named) as `serving_default`, every
+    head's outputs as `<head>` and `<head>/<key>`, and all predictions
+    together as `predict`.
 
   >>> import numpy as np
   >>> import tensorflow as tf
-  >>> head1 = tf.estimator.MultiLabelHead(n_classes=2, name='head1')
-  >>> head2 = tf.estimator.MultiLabelHead(n_classes=3, name='head2')
-  >>> multi_head = MultiHead([head1, head2])
-  >>> logits = {
-  ...     'head1': np.array([[-10., 10.], [-15., 10.]], np.float32),
-  ...     'head2': np.array([[20., -20., 20.], [-30., 20., -20.]], np.float32)}
-  >>> labels = {'head1': np.array([[1, 0], [1, 1]]),
-  ...           'head2': np.array([[0, 1, 0], [1, 1, 0]])}
-  >>> features = {'x': np.array([[42.]], np.float32)}
-  >>> # head1: mean of [[10, 10], [15, 0]] = 8.75; head2: mean of
-  >>> # [[20, 20, 20], [30, 0, 0]] = 15.
-  >>> print(f'{multi_head.loss(labels, logits, features).numpy():.2f}')
-  23.75
-  >>> metrics = multi_head.update_metrics(
-  ...     multi_head.metrics(), features, logits, labels)
-  >>> for key in ('auc/head1', 'average_loss/head2', 'loss/head1'):
-  ...   print(f'{key}: {metrics[key].result().numpy():.2f}')
-  auc/head1: 0.17
-  average_loss/head2: 15.00
-  loss/head1: 8.75
-  >>> multi_head.predictions(logits)[('head2', 'logits')].shape
-  TensorShape([2, 3])
+  >>> head = MultiHead([tf.estimator.BinaryClassHead(name='clicks'),
+  ...                   tf.estimator.MultiClassHead(3, name='topic')],
+  ...                  head_weights=[1., 2.])
+  >>> logits = {'clicks': np.array([[1.], [-1.], [0.]], np.float32),
+  ...           'topic': np.array([[2., 0., 0.], [0., 2., 0.], [0., 0., 0.]],
+  ...                             np.float32)}
+  >>> labels = {'clicks': np.array([[1], [0], [1]]),
+  ...           'topic': np.array([[0], [2], [1]])}
+  >>> print(f'{head.loss(labels, logits).numpy():.4f}')  # 0.4399 + 2 * 1.1926
+  2.8250
+  >>> metrics = head.update_metrics(head.metrics(), {}, logits, labels)
+  >>> for key in ('loss/clicks', 'auc/clicks', 'accuracy/topic'):
+  ...   print(f'{key}: {metrics[key].result().numpy():.4f}')
+  loss/clicks: 0.4399
+  auc/clicks: 1.0000
+  accuracy/topic: 0.3333
+  >>> sorted(head.predictions(logits, keys=['class_ids', ('topic', 'logits')]))
+  [('clicks', 'class_ids'), ('topic', 'class_ids'), ('topic', 'logits')]
 
   Args:
     heads: List or tuple of `Head` instances (this package's or
       `tf.estimator`'s), each with a unique, non-empty `name`.
-    head_weights: Optional list of numbers, one per head, weighting each
-      head's loss in the sum. If `None`, all losses count equally.
-    default_head: Optional name of the head served under `serving_default`.
+    head_weights: Optional numbers, one per head, weighting each head's loss
+      in the sum. If `None`, every loss counts once.
+    default_head: Optional name of the head served as `serving_default`.
       Defaults to the first head.
 
   Raises:
@@ -188,12 +216,11 @@ class MultiHead(base_head.Head):
   def __init__(self, heads, head_weights=None, default_head=None):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
     self._loss_reduction = _check_loss_reductions(self._group.heads)
-    keys = metric_keys.MetricKeys
-    self._loss_regularization_key = self._summary_key(keys.LOSS_REGULARIZATION)
+    self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
     self._loss_keys = {
-        name: f'{keys.LOSS}/{name}' for name in self._group.names}
-    # Filled by `metrics()` so that `update_metrics()` can update each head's
-    # own metric objects in place, letting them accumulate across batches.
+        name: f'{_LOSS_KEY}/{name}' for name in self._group.names}
+    # Which metric keys each head gave in `metrics()`, so that
+    # `update_metrics()` updates those same objects and they accumulate.
     self._metric_keys_by_head = {}
 
   @property
@@ -218,12 +245,12 @@ class MultiHead(base_head.Head):
 
   @property
   def head_weights(self):
-    """The heads' loss weights, or `()` when all weigh 1."""
+    """The heads' loss weights, or `()` when every loss counts once."""
     return self._group.weights
 
   @property
   def default_head(self):
-    """The name of the head served under `serving_default`."""
+    """The name of the head served as `serving_default`."""
     return self._group.default_head
 
   # The Head interface, one call at a time.
@@ -232,73 +259,51 @@ class MultiHead(base_head.Head):
            regularization_losses=None):
     """Returns the weighted sum of the heads' losses plus regularization."""
     logits = self._group.logits_by_head(logits)
-    labels = self._group.labels_by_head(labels, ModeKeys.TRAIN)
+    labels = self._group.labels_by_head(labels, mode or ModeKeys.TRAIN)
     features = {} if features is None else features  # Heads read weights.
-    losses = [
-        head.loss(labels=labels[head.name], logits=logits[head.name],
-                  features=features, mode=mode) for head in self.heads]
-    return self._group.weighted_sum(losses, regularization_losses)
+    return self._group.weighted_sum(
+        [head.loss(labels=labels[head.name], logits=logits[head.name],
+                   features=features, mode=mode) for head in self.heads],
+        regularization_losses)
 
   def predictions(self, logits, keys=None):
-    """Returns every head's predictions keyed `(head name, key)`.
+    """Returns the heads' predictions keyed `(head name, key)`.
 
     Args:
       logits: A dict of logits keyed by head name, or one logits `Tensor`.
-      keys: Optional list choosing predictions: a plain key (such as
-        `'logits'`) asks every head for it, a `(head name, key)` pair asks one
-        head. Heads with nothing chosen are left out. The reference ignores
-        `keys`.
+      keys: Optional list of what to predict: a plain key (such as
+        `'probabilities'`) asks every head that has it, a `(head name, key)`
+        pair asks one head. `None` asks for everything.
 
     Raises:
-      ValueError: A pair names an unknown head, or a head lacks a chosen key.
+      ValueError: A pair names an unknown head or a key its head lacks, or no
+        head has a plain key.
     """
     logits = self._group.logits_by_head(logits)
-    chosen = self._chosen_keys(keys)
-    predictions_by_head = {}
-    for head in self.heads:
-      if chosen[head.name] == []:  # pylint: disable=g-explicit-bool-comparison
-        continue
-      predictions_by_head[head.name] = _head_predictions(
-          head, logits[head.name], chosen[head.name])
-    return self._group.merged_predictions(predictions_by_head)
-
-  def _chosen_keys(self, keys):
-    """Maps each head name to its chosen prediction keys, None for all."""
-    if keys is None:
-      return dict.fromkeys(self._group.names)
-    chosen = {name: [] for name in self._group.names}
-    for key in [keys] if isinstance(keys, str) else keys:
-      if isinstance(key, tuple):
-        name, head_key = key
-        if name not in chosen:
-          raise ValueError(
-              f'Prediction key {key!r} names unknown head {name!r}. The heads '
-              f'are: {list(self._group.names)}.')
-        chosen[name].append(head_key)
-      else:
-        for head_keys in chosen.values():
-          head_keys.append(key)
-    return chosen
+    selection = _Selection(keys, self._group.names)
+    merged = self._group.merged_predictions({
+        head.name: selection.of_head(head, logits[head.name])
+        for head in self.heads})
+    selection.check_found(merged)
+    return merged
 
   def metrics(self, regularization_losses=None):
-    """Returns `loss/<head>` means and every head's own metrics.
+    """Returns `loss/<head>` means and every head's own metric objects.
 
-    The reference returns only the loss means and makes new head metrics on
-    each `update_metrics` call; returning the heads' metrics here lets them
-    accumulate over batches like the loss means do.
+    Handing out the heads' metrics here lets `update_metrics` accumulate them
+    over batches, as it does the loss means.
     """
     eval_metrics = {}
     if regularization_losses is not None:
-      eval_metrics[self._loss_regularization_key] = tf.keras.metrics.Mean(
-          name=metric_keys.MetricKeys.LOSS_REGULARIZATION)
-    with tf.name_scope('merge_eval'):
-      for key in self._loss_keys.values():
-        eval_metrics[key] = tf.keras.metrics.Mean(name=key)
-      for head in self.heads:
-        head_metrics = head.metrics()
-        self._metric_keys_by_head[head.name] = tuple(head_metrics)
-        head_group.merge_unique(eval_metrics, head_metrics, head.name,
-                                'metric')
+      eval_metrics[self._regularization_metric_key] = tf.keras.metrics.Mean(
+          name=_REGULARIZATION_KEY)
+    eval_metrics.update(
+        {key: tf.keras.metrics.Mean(name=key)
+         for key in self._loss_keys.values()})
+    for head in self.heads:
+      head_metrics = head.metrics()
+      self._metric_keys_by_head[head.name] = tuple(head_metrics)
+      head_group.merge_unique(eval_metrics, head_metrics, head.name, 'metric')
     return eval_metrics
 
   def update_metrics(self, eval_metrics, features, logits, labels,
@@ -306,25 +311,23 @@ class MultiHead(base_head.Head):
     """Updates `eval_metrics` with every head's loss and metrics.
 
     `regularization_losses` comes fifth, as in `tf.estimator.MultiHead`;
-    `mode`, which the `Head` interface names, is accepted by keyword.
+    `mode`, which the `Head` interface names, is taken by keyword.
     """
-    del mode  # No head's metrics depend on it.
+    del mode  # The tf.estimator heads' metrics do not depend on it.
     logits = self._group.logits_by_head(logits)
     labels = self._group.labels_by_head(labels, ModeKeys.EVAL)
     features = {} if features is None else features
     if regularization_losses is not None:
-      self._metric(eval_metrics, self._loss_regularization_key).update_state(
-          values=tf.math.add_n(list(regularization_losses)))
+      self._metric(eval_metrics, self._regularization_metric_key).update_state(
+          values=head_group.sum_of(regularization_losses))
     for head in self.heads:
       head_logits, head_labels = logits[head.name], labels[head.name]
-      head_loss = head.loss(labels=head_labels, logits=head_logits,
-                            features=features)
       self._metric(eval_metrics, self._loss_keys[head.name]).update_state(
-          values=head_loss)
-      updated = head.update_metrics(
+          values=head.loss(labels=head_labels, logits=head_logits,
+                           features=features))
+      eval_metrics.update(head.update_metrics(
           self._head_metrics(head, eval_metrics), features, head_logits,
-          head_labels)
-      eval_metrics.update(updated or {})
+          head_labels) or {})
     return eval_metrics
 
   @staticmethod
@@ -335,46 +338,18 @@ class MultiHead(base_head.Head):
     return eval_metrics[key]
 
   def _head_metrics(self, head, eval_metrics):
-    """Returns the head's metric objects from `eval_metrics`, or new ones."""
+    """The head's metric objects in `eval_metrics`, or new ones.
+
+    New ones when `eval_metrics` did not come from this head's `metrics()`:
+    they then hold this batch only, as the reference's always do.
+    """
     keys = self._metric_keys_by_head.get(head.name)
     if keys is not None and all(key in eval_metrics for key in keys):
       return {key: eval_metrics[key] for key in keys}
     return head.metrics()
 
-  # Specs: each head's work built once.
-
-  def create_estimator_spec(self, features, mode, logits, labels=None,
-                            optimizer=None, trainable_variables=None,
-                            train_op_fn=None, update_ops=None,
-                            regularization_losses=None):
-    """Returns the merged `EstimatorSpec` for `mode`.
-
-    Args:
-      features: Input `dict` of `Tensor` or `SparseTensor` objects.
-      mode: Estimator's `ModeKeys`.
-      logits: A dict of logits keyed by head name, or one `Tensor` of shape
-        `[D0, ..., DN, logits_dimension]` split among the heads in order.
-      labels: A dict of labels keyed by head name; required in TRAIN and EVAL.
-      optimizer: A `tf.keras.optimizers.Optimizer` minimizing the merged loss
-        in TRAIN; exactly one of it and `train_op_fn` must be given then.
-      trainable_variables: The variables `optimizer` updates.
-      train_op_fn: Function from the merged scalar loss to a train op.
-      update_ops: Extra ops to run with every training step.
-      regularization_losses: Scalar losses added to the merged loss (not to
-        each head's); reported as `regularization_loss/<name>` in EVAL.
-
-    Returns:
-      A `tf.estimator.EstimatorSpec`.
-
-    Raises:
-      ValueError: An unknown `mode`; bad logits or labels; in TRAIN, neither
-        or both of `optimizer` and `train_op_fn`.
-    """
-    return self._create_tpu_estimator_spec(
-        features=features, mode=mode, logits=logits, labels=labels,
-        optimizer=optimizer, trainable_variables=trainable_variables,
-        train_op_fn=train_op_fn, update_ops=update_ops,
-        regularization_losses=regularization_losses).as_estimator_spec()
+  # Specs, each head's work built once. `create_estimator_spec` is the base
+  # class's: `_create_tpu_estimator_spec(...).as_estimator_spec()`.
 
   def create_tpu_estimator_spec(self, features, mode, logits, labels=None,
                                 optimizer=None, trainable_variables=None,
@@ -382,7 +357,7 @@ class MultiHead(base_head.Head):
                                 regularization_losses=None):
     """Returns the merged spec as a `TPUEstimatorSpec` for `TPUEstimator`.
 
-    Takes the arguments of `create_estimator_spec`. Its eval metrics are a
+    Takes the arguments of `create_estimator_spec`. The eval metrics are a
     `(metric_fn, tensors)` pair giving every head's metrics and
     `loss/<head>`, which `TPUEstimator` calls on the host.
     """
@@ -400,7 +375,29 @@ class MultiHead(base_head.Head):
                                  optimizer=None, trainable_variables=None,
                                  train_op_fn=None, update_ops=None,
                                  regularization_losses=None):
-    """Builds the merged spec; the base class's `create_estimator_spec` path."""
+    """Builds the merged spec for `mode`; see `create_estimator_spec`.
+
+    Args:
+      features: The features dict, handed to every head.
+      mode: A `tf.estimator.ModeKeys` value.
+      logits: A dict of logits keyed by head name, or one `Tensor` split
+        among the heads.
+      labels: A dict of labels keyed by head name; needed in TRAIN and EVAL.
+      optimizer: A `tf.keras` optimizer minimizing the merged loss in TRAIN;
+        give it or `train_op_fn`, not both.
+      trainable_variables: What `optimizer` may change.
+      train_op_fn: A function from the merged loss to the train op.
+      update_ops: Ops to run with every training step.
+      regularization_losses: Scalars added to the merged loss (not to any
+        head's), reported as `regularization_loss/<name>` in EVAL.
+
+    Returns:
+      A `_TPUEstimatorSpec`.
+
+    Raises:
+      ValueError: An unknown `mode`, bad logits or labels, or in TRAIN
+        neither or both of `optimizer` and `train_op_fn`.
+    """
     if mode not in _MODES:
       raise ValueError(f'mode={mode} unrecognized')
     with tf.compat.v1.name_scope(self.name, 'multi_head'):
@@ -409,7 +406,7 @@ class MultiHead(base_head.Head):
       parts = [
           _HeadPart(head, index, features=features, mode=mode,
                     logits=logits[head.name], labels=labels[head.name],
-                    train_op_fn=_no_op_train_fn)
+                    train_op_fn=_no_train_op)
           for index, head in enumerate(self.heads)]
       predictions = self._group.merged_predictions(
           {part.name: part.spec.predictions for part in parts})
@@ -432,55 +429,52 @@ class MultiHead(base_head.Head):
       base_head.create_estimator_spec_summary(loss, regularization_losses)
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
           mode=mode, predictions=predictions, loss=loss, train_op=train_op,
-          eval_metrics=self._head_metrics_only(parts))
+          eval_metrics=self._train_metrics(parts))
 
   def _eval_metrics(self, parts, regularization_losses):
-    """Returns `(metric_fn, tensors)` for every head's metrics and loss."""
+    """Returns `(metric_fn, tensors)` for every head's metrics and loss.
+
+    `loss/<head>` is the loss each head's EVAL spec reports, the very loss
+    summed into the merged `loss`.
+    """
     tensors = {}
     if regularization_losses is not None:
-      tensors[_REGULARIZATION] = tf.reshape(
-          tf.math.add_n(list(regularization_losses)), [1])
+      tensors[_REGULARIZATION_TENSOR_KEY] = tf.reshape(
+          head_group.sum_of(regularization_losses), [1])
     for part in parts:
-      # Rank 1, since TPUEstimator moves metric tensors batch-wise.
+      # Rank 1, since TPUEstimator moves metric tensors batch by batch.
       tensors[self._loss_keys[part.name]] = tf.reshape(part.spec.loss, [1])
       tensors.update(part.metric_tensors)
 
-    def metric_fn(**given):
+    def metric_fn(**metric_tensors):
       eval_metrics = {}
-      if _REGULARIZATION in given:
-        eval_metrics[self._loss_regularization_key] = self._mean(
-            metric_keys.MetricKeys.LOSS_REGULARIZATION, given[_REGULARIZATION])
-      with tf.name_scope('merge_eval'):
-        for part in parts:
-          key = self._loss_keys[part.name]
-          eval_metrics[key] = self._mean(key, given[key])
+      if _REGULARIZATION_TENSOR_KEY in metric_tensors:
+        eval_metrics[self._regularization_metric_key] = _mean_of(
+            _REGULARIZATION_KEY, metric_tensors[_REGULARIZATION_TENSOR_KEY])
       for part in parts:
-        head_group.merge_unique(eval_metrics, part.metrics(given), part.name,
-                                'metric')
+        key = self._loss_keys[part.name]
+        eval_metrics[key] = _mean_of(key, metric_tensors[key])
+      for part in parts:
+        head_group.merge_unique(eval_metrics, part.metrics(metric_tensors),
+                                part.name, 'metric')
       return eval_metrics
 
     return metric_fn, tensors
 
   @staticmethod
-  def _mean(name, values):
-    mean = tf.keras.metrics.Mean(name=name)
-    mean.update_state(values=values)
-    return mean
-
-  @staticmethod
-  def _head_metrics_only(parts):
-    """TRAIN metrics: whatever the heads' own TRAIN specs report, merged."""
+  def _train_metrics(parts):
+    """Whatever metrics the heads' TRAIN specs report, merged; else None."""
     if not any(part.has_metrics for part in parts):
       return None
     tensors = {}
     for part in parts:
       tensors.update(part.metric_tensors)
 
-    def metric_fn(**given):
+    def metric_fn(**metric_tensors):
       merged = {}
       for part in parts:
-        head_group.merge_unique(merged, part.metrics(given), part.name,
-                                'metric')
+        head_group.merge_unique(merged, part.metrics(metric_tensors),
+                                part.name, 'metric')
       return merged
 
     return metric_fn, tensors

@@ -416,9 +416,22 @@ def test_prediction_key_pair_naming_an_unknown_head_is_refused():
   assert "unknown head 'kinds'" in str(error)
 
 
-def test_prediction_key_a_head_lacks_is_refused_naming_the_head():
+def test_plain_prediction_key_asks_only_the_heads_that_have_it():
+  predictions = diff.our_multi_head(_heads()).predictions(
+      _LOGITS, keys=['logistic'])  # Only the binary head has it.
+  assert [head for head, _ in predictions] == ['clicks']
+
+
+def test_prediction_key_no_head_has_is_refused_naming_the_key():
   error = _error(lambda: diff.our_multi_head(_heads()).predictions(
-      _LOGITS, keys=['logistic']))  # Only the binary head has it.
+      _LOGITS, keys=['logistics']))
+  assert type(error) is ValueError
+  assert 'logistics' in str(error)
+
+
+def test_prediction_pair_a_head_lacks_is_refused_naming_the_head():
+  error = _error(lambda: diff.our_multi_head(_heads()).predictions(
+      _LOGITS, keys=[('kind', 'logistic')]))
   assert type(error) is ValueError
   assert "Head 'kind'" in str(error)
   assert 'logistic' in str(error)
