@@ -21,6 +21,7 @@ From the repository root:
 """
 import argparse
 import os
+import sys
 
 import tensorflow.compat.v1 as tf
 from tensorflow_multihead import contrib
@@ -91,8 +92,8 @@ def run(steps, batch_size=32, model_dir=None, export_dir=None):
 
 
 def main(argv):
-  args = parser.parse_args(argv[1:])
-  results = run(args.steps, args.batch_size, args.model_dir, args.export_dir)
+  del argv  # parsed by argparse before tf.app.run
+  results = run(FLAGS.steps, FLAGS.batch_size, FLAGS.model_dir, FLAGS.export_dir)
   shop.print_results(
       results, HEADS, HEAD_WEIGHTS,
       extra_loss_keys=['regularization_loss/revenue_tags_units_sold'])
@@ -100,4 +101,8 @@ def main(argv):
 
 if __name__ == '__main__':
   tf.logging.set_verbosity(tf.logging.INFO)
-  tf.app.run(main)
+  # Parsed here, the TF 1.x tutorials' way, and not by tf.app.run: absl
+  # would hand a flag of the same name that any other imported module
+  # defined (--steps, --model_dir) to that module instead of to us.
+  FLAGS = parser.parse_args()
+  tf.app.run(main=main, argv=sys.argv[:1])

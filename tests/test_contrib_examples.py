@@ -9,6 +9,7 @@ metric keys are those TF 1.x reported, predictions are keyed
 tests run each program as a script, as `python -m` would.
 """
 import contextlib
+import importlib
 import io
 import pathlib
 import runpy
@@ -229,6 +230,10 @@ def test_canned_program_serves_what_it_predicted(canned_run):
     ('tf1_canned_estimator.py', ['--estimator=linear']),
 ])
 def test_program_runs_as_a_script(program, argv, tmp_path, monkeypatch):
+  # The demo defines absl flags named --steps, --model_dir and --export_dir;
+  # with it imported (as it may be in this worker), the program must still
+  # get its own arguments.
+  importlib.import_module('examples.demo')
   monkeypatch.setattr(sys, 'argv', [program, '--steps=1',
                                     f'--model_dir={tmp_path / "model"}',
                                     f'--export_dir={tmp_path / "export"}']
