@@ -20,8 +20,6 @@ From the repository root:
 
   python -m examples.tf1_canned_estimator --estimator=dnn_linear --steps=500
 """
-import argparse
-import os
 import sys
 
 import tensorflow.compat.v1 as tf
@@ -31,14 +29,9 @@ from examples import tf1_shop as shop
 
 ESTIMATORS = ('dnn', 'linear', 'dnn_linear')
 
-parser = argparse.ArgumentParser()
+parser = shop.argument_parser()
 parser.add_argument('--estimator', default='dnn', choices=ESTIMATORS,
                     help='which canned estimator to train')
-parser.add_argument('--steps', default=200, type=int, help='training steps')
-parser.add_argument('--batch_size', default=32, type=int, help='batch size')
-parser.add_argument('--model_dir', default=None, help='checkpoints go here')
-parser.add_argument('--export_dir', default=None,
-                    help='the SavedModel goes under here')
 
 HEADS = ('bought', 'return_rate', 'category')
 HEAD_WEIGHTS = (2., 1., 1.)
@@ -75,23 +68,9 @@ def make_estimator(kind, model_dir=None):
 def run(steps, batch_size=32, model_dir=None, export_dir=None,
         estimator_kind='dnn'):
   """Trains, evaluates, predicts and exports; returns what each gave."""
-  train, test = shop.load_data()
   estimator = make_estimator(estimator_kind, model_dir)
-
-  estimator.train(
-      input_fn=lambda: shop.train_input_fn(train.features, train.labels,
-                                           HEADS, batch_size),
-      steps=steps)
-  metrics = estimator.evaluate(
-      input_fn=lambda: shop.eval_input_fn(test.features, test.labels, HEADS,
-                                          batch_size))
-  predictions = list(estimator.predict(
-      input_fn=lambda: shop.eval_input_fn(test.features, None, HEADS,
-                                          batch_size)))
-  export_path = estimator.export_saved_model(
-      export_dir or os.path.join(estimator.model_dir, 'export'),
-      shop.serving_input_receiver_fn)
-  return shop.Results(metrics, predictions, export_path)
+  return shop.train_evaluate_predict_export(
+      estimator, HEADS, steps, batch_size, export_dir)
 
 
 def main(argv):

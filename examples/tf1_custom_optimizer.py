@@ -19,8 +19,6 @@ From the repository root:
 
   python -m examples.tf1_custom_optimizer --steps=500
 """
-import argparse
-import os
 import sys
 
 import tensorflow.compat.v1 as tf
@@ -28,12 +26,7 @@ from tensorflow_multihead import contrib
 
 from examples import tf1_shop as shop
 
-parser = argparse.ArgumentParser()
-parser.add_argument('--steps', default=200, type=int, help='training steps')
-parser.add_argument('--batch_size', default=32, type=int, help='batch size')
-parser.add_argument('--model_dir', default=None, help='checkpoints go here')
-parser.add_argument('--export_dir', default=None,
-                    help='the SavedModel goes under here')
+parser = shop.argument_parser()
 
 HEADS = ('revenue', 'tags', 'units_sold')
 HEAD_WEIGHTS = (1., 2., 0.5)
@@ -68,32 +61,19 @@ def model_fn(features, labels, mode, params):
 
 def run(steps, batch_size=32, model_dir=None, export_dir=None):
   """Trains, evaluates, predicts and exports; returns what each gave."""
-  train, test = shop.load_data()
   estimator = tf.estimator.Estimator(
       model_fn=model_fn, model_dir=model_dir,
       config=tf.estimator.RunConfig(tf_random_seed=1),
       params={'feature_columns': shop.feature_columns(),
               'hidden_units': [16], 'learning_rate': 0.1, 'l2': 1e-3})
-
-  estimator.train(
-      input_fn=lambda: shop.train_input_fn(train.features, train.labels,
-                                           HEADS, batch_size),
-      steps=steps)
-  metrics = estimator.evaluate(
-      input_fn=lambda: shop.eval_input_fn(test.features, test.labels, HEADS,
-                                          batch_size))
-  predictions = list(estimator.predict(
-      input_fn=lambda: shop.eval_input_fn(test.features, None, HEADS,
-                                          batch_size)))
-  export_path = estimator.export_saved_model(
-      export_dir or os.path.join(estimator.model_dir, 'export'),
-      shop.serving_input_receiver_fn)
-  return shop.Results(metrics, predictions, export_path)
+  return shop.train_evaluate_predict_export(
+      estimator, HEADS, steps, batch_size, export_dir)
 
 
 def main(argv):
   del argv  # parsed by argparse before tf.app.run
-  results = run(FLAGS.steps, FLAGS.batch_size, FLAGS.model_dir, FLAGS.export_dir)
+  results = run(FLAGS.steps, FLAGS.batch_size, FLAGS.model_dir,
+                FLAGS.export_dir)
   shop.print_results(
       results, HEADS, HEAD_WEIGHTS,
       extra_loss_keys=['regularization_loss/revenue_tags_units_sold'])

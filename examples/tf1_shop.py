@@ -14,7 +14,9 @@ four measurements and six things to learn about it, one per contrib head:
 
 The data is drawn from fixed formulas plus noise, so nothing is downloaded.
 """
+import argparse
 import collections
+import os
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -59,6 +61,39 @@ def load_data(num_train=256, num_test=64, seed=0):
                  {k: v[part] for k, v in labels.items()})
 
   return split(slice(0, num_train)), split(slice(num_train, total))
+
+
+def argument_parser():
+  """The command line every example program takes; programs may add to it."""
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--steps', default=200, type=int, help='training steps')
+  parser.add_argument('--batch_size', default=32, type=int, help='batch size')
+  parser.add_argument('--model_dir', default=None, help='checkpoints go here')
+  parser.add_argument('--export_dir', default=None,
+                      help='the SavedModel goes under here')
+  return parser
+
+
+def train_evaluate_predict_export(estimator, heads, steps, batch_size,
+                                  export_dir=None):
+  """Runs `estimator` through its life on the shop data; returns `Results`.
+
+  The export goes under `export_dir`, or `<model_dir>/export`.
+  """
+  train, test = load_data()
+  estimator.train(
+      input_fn=lambda: train_input_fn(train.features, train.labels, heads,
+                                      batch_size),
+      steps=steps)
+  metrics = estimator.evaluate(
+      input_fn=lambda: eval_input_fn(test.features, test.labels, heads,
+                                     batch_size))
+  predictions = list(estimator.predict(
+      input_fn=lambda: eval_input_fn(test.features, None, heads, batch_size)))
+  export_path = estimator.export_saved_model(
+      export_dir or os.path.join(estimator.model_dir, 'export'),
+      serving_input_receiver_fn)
+  return Results(metrics, predictions, export_path)
 
 
 def feature_columns():

@@ -241,6 +241,39 @@ class HeadGroup:
     return served
 
 
+class GroupedHead:
+  """The properties a merged head answers from its `HeadGroup`.
+
+  Mixed in before the head base class, so that these implement its abstract
+  `name` and `logits_dimension`. The class sets `self._group`.
+  """
+
+  @property
+  def name(self):
+    """The heads' names joined by `_`."""
+    return '_'.join(self._group.names)
+
+  @property
+  def logits_dimension(self):
+    """The sum of the heads' `logits_dimension`s."""
+    return self._group.logits_dimension
+
+  @property
+  def heads(self):
+    """The merged heads, in order, as given."""
+    return self._group.heads
+
+  @property
+  def head_weights(self):
+    """The heads' loss weights, or `()` when every loss counts once."""
+    return self._group.weights
+
+  @property
+  def default_head(self):
+    """The name of the head served as `serving_default`."""
+    return self._group.default_head
+
+
 def _served_name(head_name, output_key):
   if output_key == base_head.DEFAULT_SERVING_KEY:
     return head_name

@@ -160,7 +160,7 @@ def _mean_of(name, values):
   return mean
 
 
-class MultiHead(base_head.Head):
+class MultiHead(head_group.GroupedHead, base_head.Head):
   """A `Head` merging several heads, for learning several objectives at once.
 
   Every head needs a name of its own. Labels come as a dict keyed by head
@@ -224,34 +224,9 @@ class MultiHead(base_head.Head):
     self._metric_keys_by_head = {}
 
   @property
-  def name(self):
-    """The heads' names joined by `_`."""
-    return '_'.join(self._group.names)
-
-  @property
-  def logits_dimension(self):
-    """The sum of the heads' `logits_dimension`s."""
-    return self._group.logits_dimension
-
-  @property
   def loss_reduction(self):
     """The `loss_reduction` that every head shares."""
     return self._loss_reduction
-
-  @property
-  def heads(self):
-    """The merged heads, in order."""
-    return self._group.heads
-
-  @property
-  def head_weights(self):
-    """The heads' loss weights, or `()` when every loss counts once."""
-    return self._group.weights
-
-  @property
-  def default_head(self):
-    """The name of the head served as `serving_default`."""
-    return self._group.default_head
 
   # The Head interface, one call at a time.
 

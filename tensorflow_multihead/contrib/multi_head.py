@@ -97,7 +97,7 @@ def multi_head(heads, head_weights=None, default_head=None):
                       default_head=default_head)
 
 
-class TF1MultiHead(_TF1_HEAD):
+class TF1MultiHead(head_group.GroupedHead, _TF1_HEAD):
   """The `_Head` that `multi_head` returns; it documents the arguments."""
 
   def __init__(self, heads, head_weights=None, default_head=None):
@@ -110,31 +110,6 @@ class TF1MultiHead(_TF1_HEAD):
                        for name in self._group.names}
     self._regularization_key = (
         f'{metric_keys.MetricKeys.LOSS_REGULARIZATION}/{self.name}')
-
-  @property
-  def name(self):
-    """The heads' names joined by `_`."""
-    return '_'.join(self._group.names)
-
-  @property
-  def logits_dimension(self):
-    """The sum of the heads' `logits_dimension`s."""
-    return self._group.logits_dimension
-
-  @property
-  def heads(self):
-    """The merged heads, in order, as given."""
-    return self._group.heads
-
-  @property
-  def head_weights(self):
-    """The heads' loss weights, or `()` when all weigh 1."""
-    return self._group.weights
-
-  @property
-  def default_head(self):
-    """The name of the head served under `serving_default`."""
-    return self._group.default_head
 
   def create_loss(self, features, mode, logits, labels):
     """Returns the merged `LossSpec`.
