@@ -1,8 +1,9 @@
 """One entry point for a fresh machine: `python3.11 run.py demo|test [args]`.
 
 Creates `.venv` beside this file on first use, installs the project into it
-(with its `test` and `demo` extras), then runs the demo or the test suite in
-it. The install is redone only when `setup.py` changes.
+(with its `test` and `demo` extras) and fetches the TF 1.x reference that the
+tests compare against (`tests/support/tf1_reference.py`), then runs the demo
+or the test suite in it. The install is redone only when `setup.py` changes.
 """
 import hashlib
 import os
@@ -37,6 +38,11 @@ def ensure_environment():
     subprocess.run(pip + ['install', '-q', '-e', f'{ROOT}[test,demo]'],
                    check=True)
     STAMP.write_text(_wanted_stamp())
+  # The TF 1.x contrib heads that tests/test_contrib_differential.py runs
+  # side by side with ours: a wheel kept in .venv/reference, not installed.
+  subprocess.run([str(_venv_python()),
+                  str(ROOT / 'tests' / 'support' / 'tf1_reference.py')],
+                 check=True, stdout=subprocess.DEVNULL)
   return str(_venv_python())
 
 

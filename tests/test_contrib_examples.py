@@ -162,8 +162,10 @@ def test_optimizer_program_reports_the_tf1_metric_keys(optimizer_run):
   tags = ['auc', 'auc_precision_recall', 'average_loss',
           'accuracy/positive_threshold_0.5',
           'precision/positive_threshold_0.5',
-          'recall/positive_threshold_0.5', 'probability_mean/class0',
-          'auc/class0', 'auc_precision_recall/class0']
+          'recall/positive_threshold_0.5',
+          # The tags head has a label_vocabulary: its class metrics name the
+          # class, as TF 1.x's did.
+          'probability_mean/gift', 'auc/gift', 'auc_precision_recall/gift']
   assert sorted(optimizer_run.metrics) == sorted(
       ['global_step', 'loss', 'regularization_loss/revenue_tags_units_sold']
       + _keys('revenue', REGRESSION_METRICS) + _keys('tags', tags) +

@@ -454,21 +454,25 @@ def test_multi_label_metrics_are_the_binary_metrics_of_every_class():
   assert loss == pytest.approx(np.sum(unreduced * WEIGHTS) / 4, rel=1e-5)
 
 
-@pytest.mark.parametrize('classes', [[2], ['c']])
-def test_multi_label_class_metrics_are_that_class_binary_metrics(classes):
+@pytest.mark.parametrize('vocabulary, classes, suffix', [
+    (None, [2], 'class2'),
+    (['a', 'b', 'c'], [2], 'c'),
+    (['a', 'b', 'c'], ['c'], 'c'),
+], ids=['id', 'id_with_vocabulary', 'name'])
+def test_multi_label_class_metrics_are_that_class_binary_metrics(
+    vocabulary, classes, suffix):
+  # Keyed by class name given a vocabulary, else by class id, as in TF 1.x.
   head = contrib.multi_label_head(3, weight_column='w',
-                                  label_vocabulary=['a', 'b', 'c'],
+                                  label_vocabulary=vocabulary,
                                   classes_for_class_based_metrics=classes)
   _, metrics = _eval(head, ML_LOGITS, ML_LABELS)
   _, binary = _eval(CANNED_BINARY(weight_column='w'), ML_LOGITS[:, 2:],
                     ML_LABELS[:, 2:])
-  _assert_dicts_close(
-      {key: metrics[key] for key in ('probability_mean/class2',
-                                     'auc/class2',
-                                     'auc_precision_recall/class2')},
-      {'probability_mean/class2': binary['prediction/mean'],
-       'auc/class2': binary['auc'],
-       'auc_precision_recall/class2': binary['auc_precision_recall']})
+  keys = {f'probability_mean/{suffix}': 'prediction/mean',
+          f'auc/{suffix}': 'auc',
+          f'auc_precision_recall/{suffix}': 'auc_precision_recall'}
+  _assert_dicts_close({key: metrics[key] for key in keys},
+                      {key: binary[value] for key, value in keys.items()})
 
 
 def test_multi_label_eval_adds_the_regularization_loss():

@@ -220,8 +220,12 @@ def multi_label_head(n_classes, weight_column=None, thresholds=None,
     loss_fn: Optional `loss_fn(labels, logits[, features])` returning the
       unreduced loss `[D0, ... DN, 1]`, given multi-hot labels.
     classes_for_class_based_metrics: Class ids, or names from
-      `label_vocabulary`, whose `probability_mean/class<id>`,
-      `auc/class<id>` and `auc_precision_recall/class<id>` are reported.
+      `label_vocabulary`, whose probability mean, AUC and PR AUC are
+      reported: `probability_mean/class<id>`, `auc/class<id>` and
+      `auc_precision_recall/class<id>`, or, given a `label_vocabulary`,
+      `probability_mean/<class name>`, `auc/<class name>` and
+      `auc_precision_recall/<class name>`, as in TF 1.x. Unlike TF 1.x,
+      which took only all ids or all names, ids and names may mix.
     name: The head's name, suffixing its metric and summary keys.
 
   Raises:

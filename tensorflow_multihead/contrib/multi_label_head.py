@@ -117,7 +117,9 @@ class TF1MultiLabelHead(_TF1_HEAD):
   Labels are either a multi-hot `Tensor` `[D0, ... DN, n_classes]` of 0s and
   1s, or a `SparseTensor` of class ids (of class names from
   `label_vocabulary`, if given). The unreduced loss of an example is the mean
-  over classes of the sigmoid cross-entropy (or `loss_fn`'s value).
+  over classes of the sigmoid cross-entropy (or `loss_fn`'s value). As in
+  TF 1.x, sparse labels of another type, or of strings when there is no
+  `label_vocabulary`, raise a `TypeError`.
   """
 
   def __init__(self, n_classes, weight_column=None, thresholds=None,
@@ -166,12 +168,15 @@ class TF1MultiLabelHead(_TF1_HEAD):
   def _sparse_ids(self, labels):
     """Class ids of sparse labels: looked up, or range-checked."""
     if labels.dtype == tf.string:
+      if not self._label_vocabulary:
+        raise TypeError(
+            'String labels need a label_vocabulary to look their class ids '
+            'up in; this head has none.')
       table = lookup_ops.index_table_from_tensor(
-          vocabulary_list=self._label_vocabulary or (),
-          name='class_id_lookup')
+          vocabulary_list=self._label_vocabulary, name='class_id_lookup')
       return labels.with_values(table.lookup(labels.values))
     if not labels.dtype.is_integer:
-      raise ValueError(
+      raise TypeError(
           f'Labels dtype should be integer. Instead got {labels.dtype}.')
     return labels.with_values(_assert_range(
         labels.values, self._n_classes,
@@ -285,9 +290,19 @@ class TF1MultiLabelHead(_TF1_HEAD):
     return ops
 
   def _class_metric_ops(self, class_id, labels, probabilities, weights):
-    """One class's probability mean, AUC and PR AUC."""
-    names = (_KEYS.PROBABILITY_MEAN_AT_CLASS % class_id,
-             _KEYS.AUC_AT_CLASS % class_id, _KEYS.AUC_PR_AT_CLASS % class_id)
+    """One class's probability mean, AUC and PR AUC.
+
+    Their keys name the class by its id, `probability_mean/class<id>`, or,
+    given a `label_vocabulary`, by its name, `probability_mean/<name>`.
+    """
+    if self._label_vocabulary:
+      label = self._label_vocabulary[class_id]
+      names = (_KEYS.PROBABILITY_MEAN_AT_NAME % label,
+               _KEYS.AUC_AT_NAME % label, _KEYS.AUC_PR_AT_NAME % label)
+    else:
+      names = (_KEYS.PROBABILITY_MEAN_AT_CLASS % class_id,
+               _KEYS.AUC_AT_CLASS % class_id,
+               _KEYS.AUC_PR_AT_CLASS % class_id)
     values = (
         _predictions_mean(probabilities, weights=weights, name=names[0]),
         _auc(labels, probabilities, weights=weights, name=names[1]),
