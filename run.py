@@ -1,9 +1,10 @@
 """One entry point for a fresh machine: `python3.11 run.py demo|test [args]`.
 
 Creates `.venv` beside this file on first use, installs the project into it
-(with its `test` and `demo` extras) and fetches the TF 1.x reference that the
-tests compare against (`tests/support/tf1_reference.py`), then runs the demo
-or the test suite in it. The install is redone only when `setup.py` changes.
+(with its `test` and `demo` extras), then runs the demo or the test suite in
+it; for the tests it first fetches the TF 1.x reference they compare against
+(`tests/support/tf1_reference.py`). The install is redone only when
+`setup.py` changes.
 """
 import hashlib
 import os
@@ -38,12 +39,18 @@ def ensure_environment():
     subprocess.run(pip + ['install', '-q', '-e', f'{ROOT}[test,demo]'],
                    check=True)
     STAMP.write_text(_wanted_stamp())
-  # The TF 1.x contrib heads that tests/test_contrib_differential.py runs
-  # side by side with ours: a wheel kept in .venv/reference, not installed.
-  subprocess.run([str(_venv_python()),
-                  str(ROOT / 'tests' / 'support' / 'tf1_reference.py')],
-                 check=True, stdout=subprocess.DEVNULL)
   return str(_venv_python())
+
+
+def fetch_test_reference(python):
+  """Fetches the TF 1.x contrib heads that the tests compare against.
+
+  tests/test_contrib_differential.py runs them side by side with ours; they
+  come in a wheel kept in .venv/reference, never installed. The demo does
+  not need them.
+  """
+  subprocess.run([python, str(ROOT / 'tests' / 'support' / 'tf1_reference.py')],
+                 check=True, stdout=subprocess.DEVNULL)
 
 
 COMMANDS = {
@@ -57,6 +64,8 @@ def main(argv):
     print(f'usage: python3.11 run.py {{{"|".join(COMMANDS)}}} [extra args]')
     return 2
   python = ensure_environment()
+  if argv[1] == 'test':
+    fetch_test_reference(python)
   command = [python] + COMMANDS[argv[1]] + argv[2:]
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   return subprocess.run(command, cwd=ROOT, env=env).returncode

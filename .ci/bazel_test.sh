@@ -23,6 +23,9 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import pytest' \
   echo '[bazel_test] preparing .venv through run.py'
   python3.11 -c 'import run; run.ensure_environment()'
 fi
+# The TF 1.x reference wheel that test_contrib_differential reads, fetched
+# here because the Bazel sandbox may not write to .venv.
+.venv/bin/python tests/support/tf1_reference.py >/dev/null
 
 # The server is stopped on the way out so that it does not hold memory.
 trap 'bazel shutdown >/dev/null 2>&1 || true' EXIT

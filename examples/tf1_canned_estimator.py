@@ -33,6 +33,9 @@ parser = shop.argument_parser()
 parser.add_argument('--estimator', default='dnn', choices=ESTIMATORS,
                     help='which canned estimator to train')
 
+# The parsed command line, set under __main__ (as the TF 1.x tutorials did).
+FLAGS = None
+
 HEADS = ('bought', 'return_rate', 'category')
 HEAD_WEIGHTS = (2., 1., 1.)
 

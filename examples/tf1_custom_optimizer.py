@@ -28,6 +28,9 @@ from examples import tf1_shop as shop
 
 parser = shop.argument_parser()
 
+# The parsed command line, set under __main__ (as the TF 1.x tutorials did).
+FLAGS = None
+
 HEADS = ('revenue', 'tags', 'units_sold')
 HEAD_WEIGHTS = (1., 2., 0.5)
 

@@ -170,14 +170,15 @@ class TF1MultiLabelHead(_TF1_HEAD):
     if labels.dtype == tf.string:
       if not self._label_vocabulary:
         raise TypeError(
-            'String labels need a label_vocabulary to look their class ids '
-            'up in; this head has none.')
+            f'Head {self._name!r}: its labels are strings, but without a '
+            'label_vocabulary it has no class ids to look them up as.')
       table = lookup_ops.index_table_from_tensor(
           vocabulary_list=self._label_vocabulary, name='class_id_lookup')
       return labels.with_values(table.lookup(labels.values))
     if not labels.dtype.is_integer:
       raise TypeError(
-          f'Labels dtype should be integer. Instead got {labels.dtype}.')
+          f'Head {self._name!r}: sparse labels must hold integer class ids '
+          f'(or strings from label_vocabulary), not {labels.dtype.name}.')
     return labels.with_values(_assert_range(
         labels.values, self._n_classes,
         message='labels must be an integer SparseTensor with values in '

@@ -15,12 +15,12 @@ first use. The wheel's SHA-256 is checked either way.
 """
 import functools
 import hashlib
-import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
 import tempfile
+import types
 import zipfile
 
 WHEEL = 'tensorflow_estimator-1.15.2-py2.py3-none-any.whl'
@@ -47,12 +47,15 @@ def fetch_wheel(directory=None):
   directory = pathlib.Path(directory or reference_dir())
   wheel = directory / WHEEL
   if not wheel.exists():
-    directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps',
-         '--only-binary=:all:', '--disable-pip-version-check',
-         '--dest', str(directory), 'tensorflow-estimator==1.15.2'],
-        check=True)
+    try:
+      _download(directory)
+    except (OSError, subprocess.CalledProcessError) as error:
+      raise RuntimeError(
+          f'The TF 1.15 reference wheel {WHEEL} is not in {directory} and '
+          f'could not be downloaded there ({error}). `python3.11 run.py test` '
+          'fetches it into .venv/reference; or download it with '
+          '`pip download --no-deps tensorflow-estimator==1.15.2` into a '
+          'directory named by $TF_MULTIHEAD_REFERENCE_DIR.') from error
   digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
   if digest != WHEEL_SHA256:
     raise RuntimeError(
@@ -61,22 +64,35 @@ def fetch_wheel(directory=None):
   return wheel
 
 
+def _download(directory):
+  # Into a directory of its own, then moved: test workers starting together
+  # must never hash a half-written wheel.
+  directory.mkdir(parents=True, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=directory) as staging:
+    subprocess.run(
+        [sys.executable, '-m', 'pip', 'download', '--quiet', '--no-deps',
+         '--only-binary=:all:', '--disable-pip-version-check',
+         '--dest', staging, 'tensorflow-estimator==1.15.2'],
+        check=True)
+    os.replace(pathlib.Path(staging) / WHEEL, directory / WHEEL)
+
+
 @functools.lru_cache(maxsize=None)
 def modules():
   """Returns TF 1.15's contrib `(head, multi_head)` modules, loaded once."""
-  extracted = pathlib.Path(tempfile.mkdtemp(prefix='tf1_reference_'))
-  with zipfile.ZipFile(fetch_wheel()) as archive:
-    for member in _MEMBERS.values():
-      archive.extract(member, extracted)
-  return tuple(_load(f'tf1_reference_{name}', extracted / member)
-               for name, member in _MEMBERS.items())
+  wheel = fetch_wheel()
+  with zipfile.ZipFile(wheel) as archive:
+    return tuple(_load(f'tf1_reference_{name}', archive, member, wheel)
+                 for name, member in _MEMBERS.items())
 
 
-def _load(module_name, path):
-  spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(spec)
+def _load(module_name, archive, member, wheel):
+  # Run from the archive itself: nothing is unpacked to disk.
+  module = types.ModuleType(module_name)
+  module.__file__ = f'{wheel}/{member}'
   sys.modules[module_name] = module
-  spec.loader.exec_module(module)
+  code = compile(archive.read(member), module.__file__, 'exec')
+  exec(code, module.__dict__)  # pylint: disable=exec-used
   return module
 
 
