@@ -687,34 +687,35 @@ FACTORY_ERRORS = {
         'logistic_regression_head', dict(loss_reduction='bogus'),
         r'Invalid loss_reduction: bogus'),
     'multi_label_1_class': (
-        'multi_label_head', dict(n_classes=1), r'n_classes must be > 1'),
+        'multi_label_head', dict(n_classes=1, name='tags'),
+        r"multi_label_head 'tags': .* needs n_classes of at least 2"),
     'multi_label_threshold_0': (
         'multi_label_head', dict(n_classes=2, thresholds=[0.]),
-        r'thresholds must be in \(0, 1\)'),
+        r'every threshold must lie strictly between 0 and 1'),
     'multi_label_vocabulary_string': (
         'multi_label_head', dict(n_classes=2, label_vocabulary='ab'),
-        r'label_vocabulary must be a list'),
+        r'label_vocabulary must be a list or tuple of class names'),
     'multi_label_vocabulary_size': (
         'multi_label_head', dict(n_classes=3, label_vocabulary=['a', 'b']),
-        r'label_vocabulary must be n_classes \(3\)'),
+        r'label_vocabulary needs one name per class, n_classes=3'),
     'multi_label_reduction_none': (
         'multi_label_head', dict(n_classes=2, loss_reduction='none'),
-        r'Invalid loss_reduction: none'),
+        r"loss_reduction 'none' is not a tf.compat.v1.losses.Reduction"),
     'multi_label_loss_fn_arguments': (
         'multi_label_head', dict(n_classes=2, loss_fn=lambda x, y, z, w: x),
         r'loss_fn must contain argument: labels'),
     'multi_label_class_out_of_range': (
         'multi_label_head',
         dict(n_classes=3, classes_for_class_based_metrics=[3]),
-        r'range \[0, 2\]\. Given: 3'),
+        r'class id 3, outside \[0, 2\]'),
     'multi_label_negative_class': (
         'multi_label_head',
         dict(n_classes=3, classes_for_class_based_metrics=[-1]),
-        r'range \[0, 2\]\. Given: -1'),
+        r'class id -1, outside \[0, 2\]'),
     'multi_label_class_name_without_vocabulary': (
         'multi_label_head',
         dict(n_classes=3, classes_for_class_based_metrics=['a']),
-        r'label_vocabulary must be provided'),
+        r'but there is no label_vocabulary'),
     'multi_label_unknown_class_name': (
         'multi_label_head',
         dict(n_classes=3, label_vocabulary=['a', 'b', 'c'],

@@ -532,24 +532,26 @@ def test_multi_label_trains_with_a_tf1_optimizer():
 
 @pytest.mark.parametrize('kwargs, error, message', [
     ({'n_classes': 1}, ValueError,
-     r'n_classes must be > 1 for multi-label classification. Given: 1'),
+     r'multi_label_head: multi-label classification needs n_classes of at '
+     r'least 2; given 1'),
     ({'n_classes': 3, 'thresholds': [0.5, 1.]}, ValueError,
-     r'thresholds must be in \(0, 1\) range. Given: 1.0'),
+     r'every threshold must lie strictly between 0 and 1; thresholds has '
+     r'1.0'),
     ({'n_classes': 2, 'label_vocabulary': 'ab'}, ValueError,
-     r'label_vocabulary must be a list or tuple'),
+     r'label_vocabulary must be a list or tuple of class names, not a str'),
     ({'n_classes': 3, 'label_vocabulary': ['a', 'b']}, ValueError,
-     r'Length of label_vocabulary must be n_classes \(3\). Given: 2'),
+     r'label_vocabulary needs one name per class, n_classes=3; it has 2'),
     ({'n_classes': 3, 'loss_reduction': REDUCTION.NONE}, ValueError,
-     r'Invalid loss_reduction: none'),
+     r"loss_reduction 'none' is not a tf.compat.v1.losses.Reduction other "
+     r'than NONE'),
     ({'n_classes': 3, 'loss_reduction': 'sum_over_batch_size'}, ValueError,
-     r'Invalid loss_reduction: sum_over_batch_size'),
+     r"loss_reduction 'sum_over_batch_size' is not"),
     ({'n_classes': 3, 'loss_fn': lambda labels, predictions: labels},
      ValueError, r'loss_fn must contain argument: logits'),
     ({'n_classes': 3, 'classes_for_class_based_metrics': [3]}, ValueError,
-     r'must be in range \[0, 2\]. Given: 3'),
+     r'has class id 3, outside \[0, 2\]'),
     ({'n_classes': 3, 'classes_for_class_based_metrics': ['a']}, ValueError,
-     r'label_vocabulary must be provided when '
-     r'classes_for_class_based_metrics are strings'),
+     r"has the class name 'a', but there is no label_vocabulary"),
     ({'n_classes': 2, 'label_vocabulary': ['a', 'b'],
       'classes_for_class_based_metrics': ['z']}, ValueError,
      r"classes_for_class_based_metrics has 'z', which is not in "

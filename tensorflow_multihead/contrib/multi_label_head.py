@@ -52,57 +52,66 @@ _PREDICTIONS = prediction_keys.PredictionKeys
 _REDUCTION = tf.compat.v1.losses.Reduction
 
 
-def check_loss_reduction(loss_reduction):
+def check_loss_reduction(loss_reduction, where='multi_label_head'):
   """Raises unless `loss_reduction` is a TF 1.x reduction other than NONE.
+
+  `where` names the head in the message.
 
   >>> check_loss_reduction('sum_over_batch_size')  # Keras', not TF 1.x's.
   Traceback (most recent call last):
   ...
-  ValueError: Invalid loss_reduction: sum_over_batch_size
+  ValueError: multi_label_head: loss_reduction 'sum_over_batch_size' is not \
+a tf.compat.v1.losses.Reduction other than NONE.
   """
   if (loss_reduction not in _REDUCTION.all() or
       loss_reduction == _REDUCTION.NONE):
-    raise ValueError(f'Invalid loss_reduction: {loss_reduction}')
+    raise ValueError(
+        f'{where}: loss_reduction {loss_reduction!r} is not a '
+        'tf.compat.v1.losses.Reduction other than NONE.')
 
 
-def _check_thresholds(thresholds):
+def _check_thresholds(thresholds, where):
   thresholds = tuple(thresholds or ())
   for threshold in thresholds:
     if not 0. < threshold < 1.:
       raise ValueError(
-          f'thresholds must be in (0, 1) range. Given: {threshold}')
+          f'{where}: every threshold must lie strictly between 0 and 1; '
+          f'thresholds has {threshold}.')
   return thresholds
 
 
-def _check_vocabulary(label_vocabulary, n_classes):
+def _check_vocabulary(label_vocabulary, n_classes, where):
   if label_vocabulary is None:
     return None
   if not isinstance(label_vocabulary, (list, tuple)):
-    raise ValueError('label_vocabulary must be a list or tuple. '
-                     f'Given type: {type(label_vocabulary)}')
+    raise ValueError(
+        f'{where}: label_vocabulary must be a list or tuple of class names, '
+        f'not a {type(label_vocabulary).__name__}.')
   if len(label_vocabulary) != n_classes:
-    raise ValueError(f'Length of label_vocabulary must be n_classes '
-                     f'({n_classes}). Given: {len(label_vocabulary)}')
+    raise ValueError(
+        f'{where}: label_vocabulary needs one name per class, '
+        f'n_classes={n_classes}; it has {len(label_vocabulary)}.')
   return tuple(label_vocabulary)
 
 
-def _class_ids(classes, n_classes, label_vocabulary):
+def _class_ids(classes, n_classes, label_vocabulary, where):
   """Turns `classes_for_class_based_metrics` into class ids."""
   ids = []
   for given in classes or ():
     if isinstance(given, str):
       if not label_vocabulary:
-        raise ValueError('label_vocabulary must be provided when '
-                         'classes_for_class_based_metrics are strings.')
+        raise ValueError(
+            f'{where}: classes_for_class_based_metrics has the class name '
+            f'{given!r}, but there is no label_vocabulary to find it in.')
       if given not in label_vocabulary:
         raise ValueError(
-            f'classes_for_class_based_metrics has {given!r}, which is not '
-            f'in label_vocabulary {list(label_vocabulary)}.')
+            f'{where}: classes_for_class_based_metrics has {given!r}, which '
+            f'is not in label_vocabulary {list(label_vocabulary)}.')
       ids.append(label_vocabulary.index(given))
     elif not 0 <= given < n_classes:
       raise ValueError(
-          'All classes_for_class_based_metrics must be in range '
-          f'[0, {n_classes - 1}]. Given: {given}')
+          f'{where}: classes_for_class_based_metrics has class id {given}, '
+          f'outside [0, {n_classes - 1}].')
     else:
       ids.append(int(given))
   return tuple(ids)
@@ -126,20 +135,24 @@ class TF1MultiLabelHead(_TF1_HEAD):
                label_vocabulary=None,
                loss_reduction=_REDUCTION.SUM_OVER_BATCH_SIZE, loss_fn=None,
                classes_for_class_based_metrics=None, name=None):
+    where = f'multi_label_head {name!r}' if name else 'multi_label_head'
     if n_classes is None or n_classes < 2:
-      raise ValueError('n_classes must be > 1 for multi-label '
-                       f'classification. Given: {n_classes}')
-    check_loss_reduction(loss_reduction)
+      raise ValueError(
+          f'{where}: multi-label classification needs n_classes of at '
+          f'least 2; given {n_classes}.')
+    check_loss_reduction(loss_reduction, where)
     if loss_fn:
       _validate_loss_fn_args(loss_fn)
     self._n_classes = n_classes
     self._weight_column = weight_column
-    self._thresholds = _check_thresholds(thresholds)
-    self._label_vocabulary = _check_vocabulary(label_vocabulary, n_classes)
+    self._thresholds = _check_thresholds(thresholds, where)
+    self._label_vocabulary = _check_vocabulary(label_vocabulary, n_classes,
+                                               where)
     self._loss_reduction = loss_reduction
     self._loss_fn = loss_fn
     self._metric_classes = _class_ids(
-        classes_for_class_based_metrics, n_classes, self._label_vocabulary)
+        classes_for_class_based_metrics, n_classes, self._label_vocabulary,
+        where)
     self._name = name
 
   @property
