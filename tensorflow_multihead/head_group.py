@@ -201,16 +201,19 @@ class HeadGroup:
     _check_keys(labels, self.names, 'labels')
     return labels
 
-  def weighted_sum(self, losses, regularization_losses=None):
-    """Adds the heads' losses, each times its weight, and regularization."""
+  def weighted_sum(self, losses, regularization_loss=None):
+    """Adds the heads' losses, each times its weight, and regularization.
+
+    `regularization_loss` is one scalar (as `sum_or_none` gives) or `None`.
+    """
     with tf.name_scope('merge_losses'):
       losses = list(losses)
       if self.weights:
         losses = [tf.math.multiply(loss, weight)
                   for loss, weight in zip(losses, self.weights)]
       total = sum_of(losses)
-      if regularization_losses is not None:
-        total += sum_of(regularization_losses)
+      if regularization_loss is not None:
+        total += regularization_loss
       return total
 
   def merged_predictions(self, predictions_by_head):
@@ -283,3 +286,12 @@ def _served_name(head_name, output_key):
 def sum_of(losses):
   """Adds a list (or other iterable) of scalar losses into one."""
   return tf.math.add_n(list(losses))
+
+
+def sum_or_none(losses):
+  """`sum_of(losses)`, or `None` without losses.
+
+  Merged heads add their `regularization_losses` up once, then hand the sum
+  to the merged loss, the eval metric and the summary alike.
+  """
+  return None if losses is None else sum_of(losses)

@@ -239,7 +239,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     return self._group.weighted_sum(
         [head.loss(labels=labels[head.name], logits=logits[head.name],
                    features=features, mode=mode) for head in self.heads],
-        regularization_losses)
+        head_group.sum_or_none(regularization_losses))
 
   def predictions(self, logits, keys=None):
     """Returns the heads' predictions keyed `(head name, key)`.
@@ -390,36 +390,38 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
             mode=mode, predictions=predictions,
             export_outputs=self._group.merged_export_outputs(
                 {part.name: part.spec.export_outputs for part in parts}))
+      regularization_loss = head_group.sum_or_none(regularization_losses)
       loss = self._group.weighted_sum([part.spec.loss for part in parts],
-                                      regularization_losses)
+                                      regularization_loss)
       if mode == ModeKeys.EVAL:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions, loss=loss,
-            eval_metrics=self._eval_metrics(parts, regularization_losses))
+            eval_metrics=self._eval_metrics(parts, regularization_loss))
       train_op = base_head.create_estimator_spec_train_op(
           head_name=self.name, optimizer=optimizer,
           trainable_variables=trainable_variables, train_op_fn=train_op_fn,
           update_ops=update_ops, regularized_training_loss=loss,
           loss_reduction=self.loss_reduction)
-      base_head.create_estimator_spec_summary(loss, regularization_losses)
+      base_head.create_estimator_spec_summary(
+          loss, None if regularization_loss is None else [regularization_loss])
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
           mode=mode, predictions=predictions, loss=loss, train_op=train_op,
           eval_metrics=self._train_metrics(parts))
 
-  def _eval_metrics(self, parts, regularization_losses):
+  def _eval_metrics(self, parts, regularization_loss):
     """Returns `(metric_fn, tensors)` for every head's metrics and loss.
 
     `loss/<head>` is the loss each head's EVAL spec reports, the very loss
     summed into the merged `loss`.
     """
+    # Rank 1, since TPUEstimator moves metric tensors batch by batch.
     tensors = {}
-    if regularization_losses is not None:
+    if regularization_loss is not None:
       tensors[_REGULARIZATION_TENSOR_KEY] = tf.reshape(
-          head_group.sum_of(regularization_losses), [1])
+          regularization_loss, [1])
     for part in parts:
-      # Rank 1, since TPUEstimator moves metric tensors batch by batch.
       tensors[self._loss_keys[part.name]] = tf.reshape(part.spec.loss, [1])
-      tensors.update(part.metric_tensors)
+    tensors.update(_metric_tensors(parts))
 
     def metric_fn(**metric_tensors):
       eval_metrics = {}
@@ -429,10 +431,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       for part in parts:
         key = self._loss_keys[part.name]
         eval_metrics[key] = _mean_of(key, metric_tensors[key])
-      for part in parts:
-        head_group.merge_unique(eval_metrics, part.metrics(metric_tensors),
-                                part.name, 'metric')
-      return eval_metrics
+      return _merged_head_metrics(parts, metric_tensors, eval_metrics)
 
     return metric_fn, tensors
 
@@ -441,15 +440,22 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """Whatever metrics the heads' TRAIN specs report, merged; else None."""
     if not any(part.has_metrics for part in parts):
       return None
-    tensors = {}
-    for part in parts:
-      tensors.update(part.metric_tensors)
 
     def metric_fn(**metric_tensors):
-      merged = {}
-      for part in parts:
-        head_group.merge_unique(merged, part.metrics(metric_tensors),
-                                part.name, 'metric')
-      return merged
+      return _merged_head_metrics(parts, metric_tensors, {})
 
-    return metric_fn, tensors
+    return metric_fn, _metric_tensors(parts)
+
+
+def _metric_tensors(parts):
+  """Every head's metric tensors, each under its head-prefixed name."""
+  return {key: value for part in parts
+          for key, value in part.metric_tensors.items()}
+
+
+def _merged_head_metrics(parts, metric_tensors, merged):
+  """Adds every head's metrics, computed from `metric_tensors`, to `merged`."""
+  for part in parts:
+    head_group.merge_unique(merged, part.metrics(metric_tensors), part.name,
+                            'metric')
+  return merged

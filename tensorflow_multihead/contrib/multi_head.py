@@ -200,32 +200,31 @@ class TF1MultiHead(head_group.GroupedHead, _TF1_HEAD):
           mode=mode, predictions=predictions,
           export_outputs=self._group.merged_export_outputs(
               {name: spec.export_outputs for name, spec in specs.items()}))
-    regularization_losses = list(regularization_losses or ()) or None
+    # An empty list, like None, adds nothing.
+    regularization_loss = head_group.sum_or_none(
+        list(regularization_losses or ()) or None)
     loss = self._group.weighted_sum(
-        [specs[name].loss for name in self._group.names],
-        regularization_losses)
+        [specs[name].loss for name in self._group.names], regularization_loss)
     if mode == ModeKeys.EVAL:
       return model_fn.EstimatorSpec(
           mode=mode, predictions=predictions, loss=loss,
-          eval_metric_ops=self._eval_metric_ops(specs, regularization_losses))
+          eval_metric_ops=self._eval_metric_ops(specs, regularization_loss))
     op = training.train_op(loss, optimizer, train_op_fn)
-    training.summarize_loss(
-        loss, regularization_loss=(tf.math.add_n(regularization_losses)
-                                   if regularization_losses else None))
+    training.summarize_loss(loss, regularization_loss=regularization_loss)
     return model_fn.EstimatorSpec(
         mode=mode, predictions=predictions, loss=loss, train_op=op,
         eval_metric_ops=self._head_metrics(specs))
 
-  def _eval_metric_ops(self, specs, regularization_losses):
+  def _eval_metric_ops(self, specs, regularization_loss):
     """Every head's metrics, its `loss/<head>`, and the regularization."""
     metrics = {}
     with tf.compat.v1.name_scope('merge_eval'):
       for name, spec in specs.items():
         metrics[self._loss_keys[name]] = tf.compat.v1.metrics.mean(
             spec.loss, name=self._loss_keys[name])
-      if regularization_losses:
+      if regularization_loss is not None:
         metrics[self._regularization_key] = tf.compat.v1.metrics.mean(
-            tf.math.add_n(regularization_losses),
+            regularization_loss,
             name=metric_keys.MetricKeys.LOSS_REGULARIZATION)
     return self._head_metrics(specs, metrics)
 
