@@ -44,8 +44,9 @@ def _no_train_op(head_loss):
   return tf.no_op()
 
 
-def _check_loss_reductions(heads):
-  reductions = {head.name: head.loss_reduction for head in heads}
+def _shared_loss_reduction(heads):
+  """The heads' one `loss_reduction`; raises if they have several."""
+  reductions = head_group.call_each(heads, lambda head: head.loss_reduction)
   if len(set(reductions.values())) > 1:
     raise ValueError(
         'The loss_reduction must be the same for different heads. '
@@ -82,8 +83,15 @@ class _Selection:
   """
 
   def __init__(self, keys, head_names):
+    if keys is not None and not isinstance(keys, (list, tuple)):
+      # A ValueError, as the tf.estimator heads raise for a string.
+      raise ValueError(
+          'keys must be a list or tuple of prediction keys (plain keys or '
+          f'(head name, key) pairs), or None. Given: {keys!r}. For one key, '
+          f'write keys=[{keys!r}].')
     self.everything = keys is None
-    keys = [] if keys is None else [keys] if isinstance(keys, str) else keys
+    keys = keys or []
+    self._offered = {}  # The keys each head has, when all were asked for.
     self.plain = [key for key in keys if not isinstance(key, tuple)]
     self.pairs = [key for key in keys if isinstance(key, tuple)]
     for name, key in self.pairs:
@@ -100,42 +108,41 @@ class _Selection:
     if not (required or self.plain):
       return {}
     if required and not self.plain and _takes_keys(head):
-      return self._asked(head, lambda: head.predictions(logits, required))
+      return head.predictions(logits, required)
     offered = head.predictions(logits)
+    self._offered[head.name] = sorted(offered)
     missing = [key for key in required if key not in offered]
     if missing:
-      raise ValueError(f'Head {head.name!r} has no predictions {missing}; it '
-                       f'has {sorted(offered)}.')
+      raise ValueError(f'Head {head.name!r}: it has no predictions '
+                       f'{missing}, only {sorted(offered)}.')
     return {key: value for key, value in offered.items()
             if key in required or key in self.plain}
-
-  @staticmethod
-  def _asked(head, predict):
-    try:
-      return predict()
-    except ValueError as error:
-      raise ValueError(f'Head {head.name!r}: {error}') from error
 
   def check_found(self, merged):
     found = {key for _, key in merged}
     absent = [key for key in self.plain if key not in found]
     if absent:
-      raise ValueError(f'No head has the predictions {absent}.')
+      raise ValueError(f'No head has the predictions {absent}. The heads '
+                       f'have: {self._offered}.')
 
 
 class _HeadPart:
-  """One head's spec, with its metrics as a function of named tensors."""
+  """One head's spec, with its metrics as a function of named tensors.
+
+  An error the head raises, building its spec or its metrics, names it.
+  """
 
   def __init__(self, head, index, **spec_args):
     self.name = head.name
     self._tensor_prefix = f'{index}:'
-    if _builds_through_tpu_spec(head):
-      self.spec = head._create_tpu_estimator_spec(**spec_args)  # pylint: disable=protected-access
-      self._metric_fn, tensors = self.spec.eval_metrics or (None, {})
-    else:
-      self.spec = head.create_estimator_spec(**spec_args)
-      built_metrics = self.spec.eval_metric_ops
-      self._metric_fn, tensors = (lambda: built_metrics), {}
+    with head_group.ErrorsNamingHead(head.name):
+      if _builds_through_tpu_spec(head):
+        self.spec = head._create_tpu_estimator_spec(**spec_args)  # pylint: disable=protected-access
+        self._metric_fn, tensors = self.spec.eval_metrics or (None, {})
+      else:
+        self.spec = head.create_estimator_spec(**spec_args)
+        built_metrics = self.spec.eval_metric_ops
+        self._metric_fn, tensors = (lambda: built_metrics), {}
     # Prefixed by the head's position, since heads name their tensors alike.
     self.metric_tensors = {
         self._tensor_prefix + key: value for key, value in tensors.items()}
@@ -149,9 +156,10 @@ class _HeadPart:
     if self._metric_fn is None:
       return {}
     start = len(self._tensor_prefix)
-    return self._metric_fn(**{
-        key[start:]: value for key, value in all_tensors.items()
-        if key.startswith(self._tensor_prefix)})
+    with head_group.ErrorsNamingHead(self.name):
+      return self._metric_fn(**{
+          key[start:]: value for key, value in all_tensors.items()
+          if key.startswith(self._tensor_prefix)})
 
 
 def _mean_of(name, values):
@@ -164,12 +172,15 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
   """A `Head` merging several heads, for learning several objectives at once.
 
   Every head needs a name of its own. Labels come as a dict keyed by head
-  name; logits either as such a dict or as one `Tensor` of shape
+  name (entries for no head are ignored); logits either as such a dict (with
+  no other entries) or as one `Tensor` of shape
   `[D0, ..., DN, logits_dimension]`, whose last dimension is cut into the
-  heads' `logits_dimension`s, in the heads' order.
+  heads' `logits_dimension`s, in the heads' order. An error that a head
+  raises comes out as the same type, its message starting `Head '<name>': `.
 
   * TRAIN: `optimizer` or `train_op_fn` minimizes one loss: each head's loss
-    times its weight, plus `regularization_losses`.
+    times its weight, plus `regularization_losses`. The heads must share one
+    `loss_reduction`; heads that do not still evaluate and predict.
   * EVAL: each head's metrics, which the heads key as `<metric>/<head>`, and
     `loss/<head>`: the loss each head reports.
   * PREDICT: predictions keyed `(head, key)`. The export serves
@@ -208,14 +219,15 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
-      `head_weights` of another length than `heads`; heads with different
-      `loss_reduction`s; an unknown `default_head`.
-    TypeError: A head that is not a `Head`; a weight that is not a number.
+      `head_weights` of another length than `heads`; an unknown
+      `default_head`.
+    TypeError: A head that is not a `Head` (such as a TF 1.x head, which
+      `tensorflow_multihead.contrib.multi_head` merges); a weight that is
+      not a number.
   """
 
   def __init__(self, heads, head_weights=None, default_head=None):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
-    self._loss_reduction = _check_loss_reductions(self._group.heads)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
     self._loss_keys = {
         name: f'{_LOSS_KEY}/{name}' for name in self._group.names}
@@ -225,8 +237,15 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
 
   @property
   def loss_reduction(self):
-    """The `loss_reduction` that every head shares."""
-    return self._loss_reduction
+    """The `loss_reduction` that every head shares.
+
+    Heads with different reductions merge for EVAL and PREDICT, as in
+    `tf.estimator.MultiHead`; reading this, as TRAIN does, raises.
+
+    Raises:
+      ValueError: The heads have different `loss_reduction`s.
+    """
+    return _shared_loss_reduction(self.heads)
 
   # The Head interface, one call at a time.
 
@@ -236,10 +255,11 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     logits = self._group.logits_by_head(logits)
     labels = self._group.labels_by_head(labels, mode or ModeKeys.TRAIN)
     features = {} if features is None else features  # Heads read weights.
+    losses = head_group.call_each(self.heads, lambda head: head.loss(
+        labels=labels[head.name], logits=logits[head.name],
+        features=features, mode=mode))
     return self._group.weighted_sum(
-        [head.loss(labels=labels[head.name], logits=logits[head.name],
-                   features=features, mode=mode) for head in self.heads],
-        head_group.sum_or_none(regularization_losses))
+        losses.values(), head_group.sum_or_none(regularization_losses))
 
   def predictions(self, logits, keys=None):
     """Returns the heads' predictions keyed `(head name, key)`.
@@ -256,9 +276,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """
     logits = self._group.logits_by_head(logits)
     selection = _Selection(keys, self._group.names)
-    merged = self._group.merged_predictions({
-        head.name: selection.of_head(head, logits[head.name])
-        for head in self.heads})
+    merged = self._group.merged_predictions(head_group.call_each(
+        self.heads, lambda head: selection.of_head(head, logits[head.name])))
     selection.check_found(merged)
     return merged
 
@@ -275,10 +294,11 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     eval_metrics.update(
         {key: tf.keras.metrics.Mean(name=key)
          for key in self._loss_keys.values()})
-    for head in self.heads:
-      head_metrics = head.metrics()
-      self._metric_keys_by_head[head.name] = tuple(head_metrics)
-      head_group.merge_unique(eval_metrics, head_metrics, head.name, 'metric')
+    metrics_by_head = head_group.call_each(
+        self.heads, lambda head: head.metrics())
+    for name, head_metrics in metrics_by_head.items():
+      self._metric_keys_by_head[name] = tuple(head_metrics)
+      head_group.merge_unique(eval_metrics, head_metrics, name, 'metric')
     return eval_metrics
 
   def update_metrics(self, eval_metrics, features, logits, labels,
@@ -297,12 +317,13 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           values=head_group.sum_of(regularization_losses))
     for head in self.heads:
       head_logits, head_labels = logits[head.name], labels[head.name]
-      self._metric(eval_metrics, self._loss_keys[head.name]).update_state(
-          values=head.loss(labels=head_labels, logits=head_logits,
-                           features=features))
-      eval_metrics.update(head.update_metrics(
-          self._head_metrics(head, eval_metrics), features, head_logits,
-          head_labels) or {})
+      with head_group.ErrorsNamingHead(head.name):
+        self._metric(eval_metrics, self._loss_keys[head.name]).update_state(
+            values=head.loss(labels=head_labels, logits=head_logits,
+                             features=features))
+        eval_metrics.update(head.update_metrics(
+            self._head_metrics(head, eval_metrics), features, head_logits,
+            head_labels) or {})
     return eval_metrics
 
   @staticmethod
@@ -358,8 +379,13 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       logits: A dict of logits keyed by head name, or one `Tensor` split
         among the heads.
       labels: A dict of labels keyed by head name; needed in TRAIN and EVAL.
-      optimizer: A `tf.keras` optimizer minimizing the merged loss in TRAIN;
-        give it or `train_op_fn`, not both.
+      optimizer: A `tf.keras.optimizers.legacy` optimizer (or any Keras
+        optimizer defining `get_updates`) minimizing the merged loss in
+        TRAIN; give it or `train_op_fn`, not both. Its `iterations` becomes
+        the graph's global step, if the graph has one, so that
+        `Estimator.train` counts its steps. The `tf.keras.optimizers` of TF
+        2.11 and later, which lack `get_updates`, are refused: in a graph
+        they would not update the variables.
       trainable_variables: What `optimizer` may change.
       train_op_fn: A function from the merged loss to the train op.
       update_ops: Ops to run with every training step.
@@ -370,11 +396,15 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       A `_TPUEstimatorSpec`.
 
     Raises:
-      ValueError: An unknown `mode`, bad logits or labels, or in TRAIN
-        neither or both of `optimizer` and `train_op_fn`.
+      ValueError: An unknown `mode`, bad logits or labels; in TRAIN, heads
+        of different `loss_reduction`s, neither or both of `optimizer` and
+        `train_op_fn`, or an optimizer that `base_head.validate_v2_optimizer`
+        refuses.
     """
     if mode not in _MODES:
       raise ValueError(f'mode={mode} unrecognized')
+    # Read first, so that heads of mixed reductions fail TRAIN at once.
+    loss_reduction = self.loss_reduction if mode == ModeKeys.TRAIN else None
     with tf.compat.v1.name_scope(self.name, 'multi_head'):
       logits = self._group.logits_by_head(logits)
       labels = self._group.labels_by_head(labels, mode)
@@ -401,7 +431,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           head_name=self.name, optimizer=optimizer,
           trainable_variables=trainable_variables, train_op_fn=train_op_fn,
           update_ops=update_ops, regularized_training_loss=loss,
-          loss_reduction=self.loss_reduction)
+          loss_reduction=loss_reduction)
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
