@@ -13,6 +13,7 @@ examples are split into shards, pytest tests of their own with their own
 seeds, so that xdist spreads them over its workers. Runs are derandomized so
 that CI is repeatable; pytest's summary says how many examples ran.
 """
+import pathlib
 import zlib
 
 import hypothesis
@@ -176,3 +177,9 @@ def test_ci_profile_runs_at_least_1000_examples():
   assert planned[profiles.CI] >= profiles.CI_MINIMUM
   # The default run stays quick: about a tenth of CI's examples.
   assert planned[profiles.DEFAULT] <= planned[profiles.CI] // 8
+
+
+def test_ci_runs_the_ci_profile():
+  ci_script = pathlib.Path(__file__).resolve().parent.parent / '.ci' / 'run'
+  assert (f'{profiles.VARIABLE}={profiles.CI} python3.11 run.py test'
+          in ci_script.read_text())
