@@ -117,6 +117,11 @@ def _leading_verdict(shape, logits):
   return None
 
 
+def _at_run_time(message):
+  """`message` for an assertion op, which would print quotes escaped."""
+  return message.replace("'", '`')
+
+
 def _checked(tensor, check):
   with tf.control_dependencies([check]):
     return tf.identity(tensor)
@@ -136,22 +141,25 @@ def _require_rows(tensor, logits, message):
     return tensor
   rows_rank = logits.shape.rank - 1
   return _checked(tensor, tf.debugging.assert_equal(
-      tf.shape(tensor)[:rows_rank], tf.shape(logits)[:-1], message=message))
+      tf.shape(tensor)[:rows_rank], tf.shape(logits)[:-1],
+      message=_at_run_time(message)))
 
 
 def _cut_feature(value, keep, logits, who, key):
   """A dense per-row feature's labelled rows; anything else, untouched."""
   if isinstance(value, np.ndarray):
-    value = tf.convert_to_tensor(value)
-  if not isinstance(value, tf.Tensor) or value.dtype == tf.resource:
+    shape = tf.TensorShape(value.shape)
+  elif isinstance(value, tf.Tensor) and value.dtype != tf.resource:
+    shape = value.shape
+  else:
     return value
-  if _leading_verdict(value.shape, logits) is False:
+  if _leading_verdict(shape, logits) is False:
     return value
   value = _require_rows(
-      value, logits,
-      f"{who}: feature {key!r} looked per row (its static shape allows it) "
-      "but its leading dimensions differ from the rows'; give it a static "
-      'shape.')
+      tf.convert_to_tensor(value), logits,
+      f'{who}: feature {key!r} looked per row (its static shape allows it) '
+      'but its leading dimensions differ from those of the rows; give it a '
+      'static shape.')
   return tf.boolean_mask(value, keep)
 
 
@@ -376,7 +384,8 @@ class MaskedHead(base_head.Head):
           f'{logits.shape}.')
     return _require_rows(
         labels, logits,
-        f"{self._who}: the labels' leading dimensions must be the logits'."
+        f'{self._who}: the leading dimensions of the labels must be those '
+        'of the logits.'
     ), logits
 
   def _sparse_labels(self, labels, logits):
@@ -387,7 +396,8 @@ class MaskedHead(base_head.Head):
           f'{labels.shape}, logits of shape {logits.shape}.')
     same_batch = tf.debugging.assert_equal(
         labels.dense_shape[0], tf.shape(logits, out_type=tf.int64)[0],
-        message=f'{self._who}: labels and logits have different batch sizes.')
+        message=_at_run_time(
+            f'{self._who}: labels and logits have different batch sizes.'))
     return tf.sparse.SparseTensor(_checked(labels.indices, same_batch),
                                   labels.values, labels.dense_shape)
 
@@ -464,7 +474,7 @@ class MaskedHead(base_head.Head):
     rows_rank = logits.shape.rank - 1
     if mask.shape.rank == rows_rank + 1 and mask.shape[-1] in (1, None):
       mask = tf.squeeze(_checked(mask, tf.debugging.assert_equal(
-          tf.shape(mask)[-1], 1, message=message)), axis=-1)
+          tf.shape(mask)[-1], 1, message=_at_run_time(message))), axis=-1)
     elif mask.shape.rank != rows_rank:
       raise ValueError(f'{message} Given shape {mask.shape}, logits '
                        f'{logits.shape}.')
