@@ -92,9 +92,9 @@ def _refuse_in_xla(who):
         '(TPUEstimator on a TPU, or tf.function(jit_compile=True)): it drops '
         'unlabelled rows, and the number of rows left is known only when the '
         'batch is read, whereas a TPU needs every shape ahead of time. '
-        'Predictions work there; train and evaluate on CPU or GPU, or on a '
-        'TPU give the wrapped head a weight column that is 0 on unlabelled '
-        'rows instead.')
+        'Predictions work there. Train and evaluate on CPU or GPU; or, on a '
+        'TPU, write a valid label and a weight of 0 on unlabelled rows (the '
+        'mean is then taken over every row).')
 
 
 # Shapes: every tensor cut by the row mask must start with the rows' shape,
@@ -319,29 +319,41 @@ class MaskedHead(base_head.Head):
           tf.cast(self._keep(labels, logits, features), tf.int32))
 
   def create_estimator_spec(self, features, mode, logits, labels=None,
-                            **kwargs):
+                            optimizer=None, trainable_variables=None,
+                            train_op_fn=None, update_ops=None,
+                            regularization_losses=None):
     """The wrapped head's `create_estimator_spec`, on the labelled rows.
 
-    Takes the arguments of `Head.create_estimator_spec`. In TRAIN and EVAL
-    the wrapped head gets the labelled rows only; the spec's predictions,
-    and in PREDICT everything, cover every row.
+    In TRAIN and EVAL the wrapped head gets the labelled rows only; the
+    spec's predictions, and in PREDICT everything, cover every row. See
+    `Head.create_estimator_spec` for the arguments.
     """
-    return self._spec(self._head.create_estimator_spec, features, mode,
-                      logits, labels, kwargs)
+    return self._spec(
+        self._head.create_estimator_spec, features, mode, logits, labels,
+        dict(optimizer=optimizer, trainable_variables=trainable_variables,
+             train_op_fn=train_op_fn, update_ops=update_ops,
+             regularization_losses=regularization_losses))
 
   def _create_tpu_estimator_spec(self, features, mode, logits, labels=None,
-                                 **kwargs):
-    """`_create_tpu_estimator_spec` of the wrapped head; see above."""
-    return self._spec(self._head._create_tpu_estimator_spec, features, mode,  # pylint: disable=protected-access
-                      logits, labels, kwargs)
+                                 optimizer=None, trainable_variables=None,
+                                 train_op_fn=None, update_ops=None,
+                                 regularization_losses=None):
+    """The wrapped head's `_create_tpu_estimator_spec`; see above."""
+    return self._spec(
+        self._head._create_tpu_estimator_spec,  # pylint: disable=protected-access
+        features, mode, logits, labels,
+        dict(optimizer=optimizer, trainable_variables=trainable_variables,
+             train_op_fn=train_op_fn, update_ops=update_ops,
+             regularization_losses=regularization_losses))
 
-  def _spec(self, build, features, mode, logits, labels, kwargs):
+  def _spec(self, build, features, mode, logits, labels, train_args):
+    """`build`'s spec, given the labelled rows in TRAIN and EVAL."""
     if mode == ModeKeys.PREDICT:
       return build(features=features, mode=mode, logits=logits,
-                   labels=labels, **kwargs)
+                   labels=labels, **train_args)
     rows = self._labelled_rows(labels, logits, features)
     spec = build(features=rows.features, mode=mode, logits=rows.logits,
-                 labels=rows.labels, **kwargs)
+                 labels=rows.labels, **train_args)
     return spec._replace(predictions=self._head.predictions(logits))
 
   # Finding and cutting the labelled rows.
