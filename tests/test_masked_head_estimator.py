@@ -113,12 +113,6 @@ def test_every_batch_of_the_data_has_clicked_and_unclicked_rows():
   assert np.all((clicks.sum(axis=1) > 0) & (clicks.sum(axis=1) < BATCH))
 
 
-def test_the_bare_head_refuses_the_unclicked_rows_sentinel(model_dir):
-  with pytest.raises(tf.errors.InvalidArgumentError,
-                     match='Labels must be >= 0'):
-    _estimator(model_dir, _unmasked_multi_head).evaluate(_dataset, steps=1)
-
-
 def test_conversion_metrics_equal_the_bare_head_on_clicked_rows(
     model_dir, masked_metrics):
   reference = _estimator(model_dir, model_fn=_conversion_model_fn).evaluate(
