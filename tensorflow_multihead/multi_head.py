@@ -146,6 +146,12 @@ class _HeadPart:
     # Prefixed by the head's position, since heads name their tensors alike.
     self.metric_tensors = {
         self._tensor_prefix + key: value for key, value in tensors.items()}
+    self.loss_weight = None  # How this batch counts in `loss/<head>`.
+    if spec_args['mode'] == ModeKeys.EVAL:
+      with head_group.ErrorsNamingHead(head.name):
+        self.loss_weight = _loss_metric_weight(
+            head, spec_args['labels'], spec_args['logits'],
+            spec_args['features'])
 
   @property
   def has_metrics(self):
@@ -162,10 +168,26 @@ class _HeadPart:
           if key.startswith(self._tensor_prefix)})
 
 
-def _mean_of(name, values):
+def _mean_of(name, values, weights=None):
   mean = tf.keras.metrics.Mean(name=name)
-  mean.update_state(values=values)
+  mean.update_state(values=values, sample_weight=weights)
   return mean
+
+
+def _loss_metric_weight(head, labels, logits, features):
+  """How much this batch counts in `loss/<head>`: None (once) for most heads.
+
+  A head that tells its `labelled_row_count` (`MaskedHead`) counts 0 in a
+  batch where it has no labelled row, which leaves its mean loss as it was.
+  """
+  count = getattr(head, 'labelled_row_count', None)
+  if count is None or labels is None:
+    return None
+  return tf.cast(count(labels, logits, features) > 0, tf.float32)
+
+
+def _weight_key(loss_key):
+  return f'{loss_key}:weight'
 
 
 class MultiHead(head_group.GroupedHead, base_head.Head):
@@ -320,7 +342,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       with head_group.ErrorsNamingHead(head.name):
         self._metric(eval_metrics, self._loss_keys[head.name]).update_state(
             values=head.loss(labels=head_labels, logits=head_logits,
-                             features=features))
+                             features=features),
+            sample_weight=_loss_metric_weight(head, head_labels, head_logits,
+                                              features))
         eval_metrics.update(head.update_metrics(
             self._head_metrics(head, eval_metrics), features, head_logits,
             head_labels) or {})
@@ -451,6 +475,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           regularization_loss, [1])
     for part in parts:
       tensors[self._loss_keys[part.name]] = tf.reshape(part.spec.loss, [1])
+      if part.loss_weight is not None:
+        tensors[_weight_key(self._loss_keys[part.name])] = tf.reshape(
+            part.loss_weight, [1])
     tensors.update(_metric_tensors(parts))
 
     def metric_fn(**metric_tensors):
@@ -460,7 +487,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
             _REGULARIZATION_KEY, metric_tensors[_REGULARIZATION_TENSOR_KEY])
       for part in parts:
         key = self._loss_keys[part.name]
-        eval_metrics[key] = _mean_of(key, metric_tensors[key])
+        eval_metrics[key] = _mean_of(key, metric_tensors[key],
+                                     metric_tensors.get(_weight_key(key)))
       return _merged_head_metrics(parts, metric_tensors, eval_metrics)
 
     return metric_fn, tensors
