@@ -173,10 +173,11 @@ class HeadPart:
       built = spec.eval_metric_ops
       head_metric_fn, tensors = (lambda: built), {}
     losses = None if mode == ModeKeys.PREDICT else {name: spec.loss}
-    if mode == ModeKeys.EVAL:
-      tensors = dict(tensors, **{_LOSS_KEY: tf.reshape(spec.loss, [1])})
     metric_tensors = {self._prefix + key: value
                       for key, value in tensors.items()}
+    if mode == ModeKeys.EVAL:
+      # Rank 1, since TPUEstimator moves metric tensors batch by batch.
+      metric_tensors[loss_key(name)] = tf.reshape(spec.loss, [1])
     metric_fn = None
     if head_metric_fn is not None or mode == ModeKeys.EVAL:
       metric_fn = self._metric_fn(head_metric_fn, mode)
@@ -189,11 +190,11 @@ class HeadPart:
     start = len(self._prefix)
 
     def metric_fn(**tensors):
-      tensors = {key[start:]: value for key, value in tensors.items()}
       metrics = {}
       if mode == ModeKeys.EVAL:
         key = loss_key(self.head.name)
-        metrics[key] = _mean_of(key, tensors.pop(_LOSS_KEY))
+        metrics[key] = _mean_of(key, tensors.pop(key))
+      tensors = {key[start:]: value for key, value in tensors.items()}
       if head_metric_fn is not None:
         head_group.merge_unique(metrics, head_metric_fn(**tensors),
                                 self.head.name, 'metric')
