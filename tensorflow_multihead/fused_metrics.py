@@ -36,7 +36,16 @@ def _row_sums(rows):
   return tf.math.reduce_sum(rows, axis=1)
 
 
-class ColumnMean(tf.keras.metrics.Metric):
+class _ColumnState(tf.keras.metrics.Metric):
+  """A Keras metric whose variables are vectors or matrices."""
+
+  def reset_state(self):
+    # Keras' own assigns a scalar 0, which only fits scalar variables.
+    for variable in self.variables:
+      variable.assign(tf.zeros_like(variable))
+
+
+class ColumnMean(_ColumnState):
   """Weighted means of `columns` columns, each kept as `keras.metrics.Mean`.
 
   `update_state(rows, weights)` adds `sum(rows * weights)` to each column's
@@ -77,7 +86,7 @@ class LabelMean(ColumnMean):
     return dict(super().result(), baseline=baseline)
 
 
-class ColumnConfusion(tf.keras.metrics.Metric):
+class ColumnConfusion(_ColumnState):
   """Weighted true/false positives and false negatives, per column.
 
   Column k predicts positive where its prediction exceeds `thresholds[k]`,
@@ -123,7 +132,7 @@ class ColumnConfusion(tf.keras.metrics.Metric):
     }
 
 
-class ColumnAUC(tf.keras.metrics.Metric):
+class ColumnAUC(_ColumnState):
   """Areas under the ROC and precision-recall curves, per column.
 
   Keeps, per column, the weighted confusion counts at the thresholds
