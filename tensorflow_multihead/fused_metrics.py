@@ -18,11 +18,11 @@ the update op.
 
 >>> means = ColumnMean(columns=2, name='means')
 >>> _ = means.update_state(tf.constant([[1., 3.], [2., 2.]]))
->>> means.result()['mean'].numpy().tolist()
+>>> [float(mean) for mean in means.result()['mean']]
 [2.0, 2.0]
 >>> _ = means.update_state(tf.constant([[5., 5.], [2., 2.]]),
 ...                        weights=tf.constant([[2., 0.], [1., 1.]]))
->>> means.result()['mean'].numpy().tolist()  # 14 / 4, 8 / 4
+>>> [float(mean) for mean in means.result()['mean']]  # 14 / 4, 8 / 4
 [3.5, 2.0]
 """
 import numpy as np
@@ -34,6 +34,16 @@ AUC_THRESHOLDS = 200
 
 def _row_sums(rows):
   return tf.math.reduce_sum(rows, axis=1)
+
+
+def _columns(vector):
+  """A result vector as one scalar per column.
+
+  Results are split inside `result()`, which Keras runs in cross-replica
+  context under a distribution strategy, so that every replica reads the
+  very same tensors; reading one column then costs nothing more.
+  """
+  return tf.unstack(vector)
 
 
 class _ColumnState(tf.keras.metrics.Metric):
@@ -50,7 +60,8 @@ class ColumnMean(_ColumnState):
 
   `update_state(rows, weights)` adds `sum(rows * weights)` to each column's
   total and `sum(weights)` (the row length without weights) to its count;
-  `result()` is `total / count`, 0 where the count is 0.
+  `result()` is `total / count`, 0 where the count is 0, as `mean`: a list
+  of one scalar per column (so are the other states' results).
   """
 
   def __init__(self, columns, name):
@@ -70,7 +81,7 @@ class ColumnMean(_ColumnState):
     self.count.assign_add(counts)
 
   def result(self):
-    return {'mean': tf.math.divide_no_nan(self.total, self.count)}
+    return {'mean': _columns(tf.math.divide_no_nan(self.total, self.count))}
 
 
 class LabelMean(ColumnMean):
@@ -83,7 +94,7 @@ class LabelMean(ColumnMean):
   def result(self):
     baseline = tf.math.divide_no_nan(
         tf.math.maximum(self.total, self.count - self.total), self.count)
-    return dict(super().result(), baseline=baseline)
+    return dict(super().result(), baseline=_columns(baseline))
 
 
 class ColumnConfusion(_ColumnState):
@@ -125,10 +136,10 @@ class ColumnConfusion(_ColumnState):
 
   def result(self):
     return {
-        'precision': tf.math.divide_no_nan(
-            self.true_positives, self.true_positives + self.false_positives),
-        'recall': tf.math.divide_no_nan(
-            self.true_positives, self.true_positives + self.false_negatives),
+        'precision': _columns(tf.math.divide_no_nan(
+            self.true_positives, self.true_positives + self.false_positives)),
+        'recall': _columns(tf.math.divide_no_nan(
+            self.true_positives, self.true_positives + self.false_negatives)),
     }
 
 
@@ -186,7 +197,7 @@ class ColumnAUC(_ColumnState):
   def result(self):
     counts = (self.true_positives, self.false_positives,
               self.true_negatives, self.false_negatives)
-    return {'roc': roc_auc(*counts), 'pr': pr_auc(*counts)}
+    return {'roc': _columns(roc_auc(*counts)), 'pr': _columns(pr_auc(*counts))}
 
 
 def _ends(curve):

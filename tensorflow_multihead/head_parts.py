@@ -277,8 +277,8 @@ class FusedPart:
     _add_to_metric_collections(states)
     values = {}
     for name, state in states.items():
-      for part, vector in state.result().items():
-        values[name, part] = tf.unstack(vector)
+      for part, columns in state.result().items():
+        values[name, part] = columns
     return {reading.key: (values[reading.state, reading.part][reading.column],
                           update)
             for reading in self.group.readings()}

@@ -44,7 +44,7 @@ def _column_values(state, batches, update, part):
   for labels, scores, weights in batches:
     update(state, tf.constant(labels), tf.constant(scores),
            None if weights is None else tf.constant(weights))
-  return state.result()[part].numpy()
+  return np.array(state.result()[part])
 
 
 @pytest.mark.parametrize('weighted', [False, True])
@@ -68,8 +68,8 @@ def test_label_mean_baseline_is_the_likelier_class_share():
   state.update_state(tf.constant([[1., 1., 0.], [0., 0., 0.]]))
   state.update_state(tf.constant([[1., 0., 0.], [1., 0., 0.]]))
   result = state.result()
-  np.testing.assert_allclose(result['mean'], [0.5, 1. / 6.])
-  np.testing.assert_allclose(result['baseline'], [0.5, 5. / 6.])
+  np.testing.assert_allclose(np.array(result['mean']), [0.5, 1. / 6.])
+  np.testing.assert_allclose(np.array(result['baseline']), [0.5, 5. / 6.])
 
 
 @pytest.mark.parametrize('weighted', [False, True])
@@ -94,7 +94,8 @@ def test_column_confusion_is_keras_precision_and_recall_per_threshold(
               thresholds=threshold), batches, column,
           lambda metric, labels, scores, weights: metric.update_state(
               labels, scores, sample_weight=weights))
-      np.testing.assert_allclose(result[part][column], expected, rtol=1e-6,
+      np.testing.assert_allclose(result[part][column].numpy(), expected,
+                                 rtol=1e-6,
                                  err_msg=f'{part} at {threshold}')
 
 
@@ -135,14 +136,15 @@ def test_auc_of_one_class_only_is_zero_like_keras():
   state.update_state(tf.ones([1, 4]), tf.constant([[.1, .4, .6, .9]]))
   keras_auc = tf.keras.metrics.AUC()
   keras_auc.update_state(tf.ones([4, 1]), [[.1], [.4], [.6], [.9]])
-  assert state.result()['roc'].numpy()[0] == keras_auc.result().numpy() == 0.
+  assert state.result()['roc'][0].numpy() == keras_auc.result().numpy() == 0.
 
 
 def test_roc_auc_of_a_perfect_ranking_is_one():
   state = fused_metrics.ColumnAUC(2, 'auc')
   state.update_state(tf.constant([[0., 0., 1., 1.], [1., 1., 0., 0.]]),
                      tf.constant([[.1, .2, .8, .9], [.1, .2, .8, .9]]))
-  np.testing.assert_allclose(state.result()['roc'], [1., 0.], atol=1e-6)
+  np.testing.assert_allclose(np.array(state.result()['roc']), [1., 0.],
+                             atol=1e-6)
 
 
 def test_metrics_accumulate_in_a_graph_and_reset():
@@ -150,7 +152,7 @@ def test_metrics_accumulate_in_a_graph_and_reset():
     values = tf.compat.v1.placeholder(tf.float32, [2, None])
     state = fused_metrics.ColumnMean(2, 'means')
     update = state.update_state(values)
-    result = state.result()['mean']
+    result = state.result()['mean']  # One scalar per column.
     assert isinstance(update, tf.Operation)
     with tf.compat.v1.Session() as session:
       session.run(tf.compat.v1.variables_initializer(state.variables))
