@@ -369,3 +369,28 @@ def parts_for(heads, plan, fused_groups, logits=None, labels=None):
       parts.extend(HeadPart(heads[position], position)
                    for position in positions)
   return parts
+
+def by_head(specs, what, names):
+  """Merges the parts' dicts `what` (keyed by head name) in head order."""
+  merged = {}
+  for spec in specs:
+    merged.update(getattr(spec, what))
+  return {name: merged[name] for name in names}
+
+
+def merged_metrics(specs):
+  """`(metric_fn, tensors)` merging every part's metrics; None if none."""
+  if not any(spec.has_metrics for spec in specs):
+    return None
+  tensors = {key: value for spec in specs
+             for key, value in spec.metric_tensors.items()}
+
+  def metric_fn(**metric_tensors):
+    merged = {}
+    for spec in specs:
+      for key, metric in spec.metrics(metric_tensors).items():
+        head_group.merge_unique(merged, {key: metric}, spec.names[0],
+                                'metric')
+    return merged
+
+  return metric_fn, tensors

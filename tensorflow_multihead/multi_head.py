@@ -275,16 +275,16 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       specs = [part.spec(features, mode, logits, labels)
                for part in self._parts(logits, labels)]
       predictions = self._group.merged_predictions(
-          _by_head(specs, 'predictions', self._group.names))
+          head_parts.by_head(specs, 'predictions', self._group.names))
       if mode == ModeKeys.PREDICT:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions,
             export_outputs=self._group.merged_export_outputs(
-                _by_head(specs, 'export_outputs', self._group.names)))
+                head_parts.by_head(specs, 'export_outputs', self._group.names)))
       regularization_loss = head_group.sum_or_none(regularization_losses)
-      loss = self._group.weighted_sum(
-          self._losses_in_order(_by_head(specs, 'losses', self._group.names)),
-          regularization_loss)
+      losses = head_parts.by_head(specs, 'losses', self._group.names)
+      loss = self._group.weighted_sum(self._losses_in_order(losses),
+                                      regularization_loss)
       if mode == ModeKeys.EVAL:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions, loss=loss,
@@ -298,7 +298,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           loss, None if regularization_loss is None else [regularization_loss])
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
           mode=mode, predictions=predictions, loss=loss, train_op=train_op,
-          eval_metrics=_merged_metrics(specs))
+          eval_metrics=head_parts.merged_metrics(specs))
 
   def _eval_metrics(self, specs, regularization_loss):
     """Returns `(metric_fn, tensors)` for every head's metrics and loss.
@@ -306,7 +306,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     `loss/<head>` is the loss each head's EVAL spec reports, the very loss
     summed into the merged `loss`.
     """
-    metric_fn, tensors = _merged_metrics(specs)
+    metric_fn, tensors = head_parts.merged_metrics(specs)
     if regularization_loss is None:
       return metric_fn, tensors
     # Rank 1, since TPUEstimator moves metric tensors batch by batch.
@@ -320,29 +320,3 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
                   **metric_fn(**metric_tensors))
 
     return with_regularization, tensors
-
-
-def _by_head(specs, what, names):
-  """Merges the parts' dicts `what` (keyed by head name) in head order."""
-  merged = {}
-  for spec in specs:
-    merged.update(getattr(spec, what))
-  return {name: merged[name] for name in names}
-
-
-def _merged_metrics(specs):
-  """`(metric_fn, tensors)` merging every part's metrics; None if none."""
-  if not any(spec.has_metrics for spec in specs):
-    return None
-  tensors = {key: value for spec in specs
-             for key, value in spec.metric_tensors.items()}
-
-  def metric_fn(**metric_tensors):
-    merged = {}
-    for spec in specs:
-      for key, metric in spec.metrics(metric_tensors).items():
-        head_group.merge_unique(merged, {key: metric}, spec.names[0],
-                                'metric')
-    return merged
-
-  return metric_fn, tensors

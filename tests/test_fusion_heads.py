@@ -108,7 +108,8 @@ def _eval_over_batches(make_multi_head, mix, batches):
     first = batches[0]
     features = {key: tf.compat.v1.placeholder(tf.float32, (None, 1))
                 for key in first.features}
-    logits = {name: tf.compat.v1.placeholder(tf.float32, (None,) + value.shape[1:])
+    logits = {name: tf.compat.v1.placeholder(tf.float32,
+                                             (None,) + value.shape[1:])
               for name, value in first.logits.items()}
     labels = {name: tf.compat.v1.placeholder(
         tf.as_dtype(value.dtype) if value.dtype.kind != 'U' else tf.string,
