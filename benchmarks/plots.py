@@ -8,8 +8,9 @@ figures, ops and seconds against heads, one line per side, saved as PNG:
     python -m benchmarks.plots --from-json=docs/images/graph_build.json
 
 The reference and the per-head path are built only up to
-`--reference-max-heads` and `--per-head-max-heads` (each of their 512-head
-EVAL graphs takes minutes and GiBs); their lines stop there. The rows are
+`--reference-max-heads` (512) and `--per-head-max-heads` (1,024): the
+reference's 512-head EVAL graph alone takes minutes and about 14 GiB; their
+lines stop there. The rows are
 also written as JSON (`--json`), which `--from-json` draws again without
 measuring. Needs matplotlib: `pip install -e .[bench]`.
 """
@@ -37,6 +38,20 @@ def series(rows, measure):
         heads.append(row['heads'])
         values.append(value)
   return lines
+
+
+def merged_rows(paths):
+  """The EVAL rows of graph_build JSON files, one per number of heads.
+
+  A side measured in several files keeps the value of the last one.
+  """
+  by_heads = {}
+  for path in paths:
+    with open(path, encoding='utf-8') as stream:
+      for row in json.load(stream)['rows']:
+        if row.get('mode', 'eval') == 'eval':
+          by_heads.setdefault(row['heads'], {}).update(row)
+  return [by_heads[heads] for heads in sorted(by_heads)]
 
 
 def draw(rows, directory, title_suffix=''):
@@ -73,21 +88,23 @@ def parse_args(argv):
                       help='comma-separated numbers of heads')
   parser.add_argument('--kinds', default='binary',
                       help='head kinds, as for graph_build')
-  parser.add_argument('--reference-max-heads', type=int, default=256)
-  parser.add_argument('--per-head-max-heads', type=int, default=512)
+  parser.add_argument('--reference-max-heads', type=int, default=512)
+  parser.add_argument('--per-head-max-heads', type=int, default=1024)
   parser.add_argument('--directory', default=OUTPUT_DIRECTORY,
                       help='where the PNGs (and JSON) go')
   parser.add_argument('--json', help='where to write the rows (default: '
                       '<directory>/graph_build.json)')
-  parser.add_argument('--from-json', help='draw these rows, measure nothing')
+  parser.add_argument('--from-json',
+                      help='comma-separated JSON files of graph_build rows '
+                      '(EVAL rows are drawn, later files first); measure '
+                      'nothing')
   return parser.parse_args(argv)
 
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   if args.from_json:
-    with open(args.from_json, encoding='utf-8') as stream:
-      rows = json.load(stream)['rows']
+    rows = merged_rows(args.from_json.split(','))
   else:
     common.quiet_tensorflow()
     rows = graph_build.run(

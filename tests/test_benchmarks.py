@@ -336,3 +336,16 @@ def test_step_clock_needs_two_steps_for_a_rate():
   assert clock.steps_per_second() is None
   clock.step_ends = [1., 1.5, 2.]
   assert clock.steps_per_second() == 2.
+
+
+def test_plots_merge_the_eval_rows_of_several_runs(tmp_path):
+  first, second = tmp_path / 'first.json', tmp_path / 'second.json'
+  first.write_text(json.dumps({'rows': [
+      {'heads': 32, 'mode': 'eval', 'reference_ops': 9, 'fused_ops': 2},
+      {'heads': 32, 'mode': 'train', 'reference_ops': 1}]}))
+  second.write_text(json.dumps({'rows': [
+      {'heads': 1024, 'mode': 'eval', 'fused_ops': 5},
+      {'heads': 32, 'mode': 'eval', 'fused_ops': 3}]}))
+  assert plots.merged_rows([str(first), str(second)]) == [
+      {'heads': 32, 'mode': 'eval', 'reference_ops': 9, 'fused_ops': 3},
+      {'heads': 1024, 'mode': 'eval', 'fused_ops': 5}]
