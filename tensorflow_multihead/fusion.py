@@ -24,6 +24,9 @@ import collections
 
 import tensorflow as tf
 
+from tensorflow_multihead import fused_classifiers
+from tensorflow_multihead import fused_regressions
+
 _BINARY = tf.estimator.BinaryClassHead
 _MULTI_CLASS = tf.estimator.MultiClassHead
 _MULTI_LABEL = tf.estimator.MultiLabelHead
@@ -78,6 +81,21 @@ def plan(heads):
     else:
       result.append(tuple(positions))
   return sorted(result)
+
+
+_GROUP_CLASSES = {
+    _BINARY: fused_classifiers.BinaryGroup,
+    _MULTI_CLASS: fused_classifiers.MultiClassGroup,
+    _MULTI_LABEL: fused_classifiers.MultiLabelGroup,
+    _REGRESSION: fused_regressions.RegressionGroup,
+    _POISSON: fused_regressions.RegressionGroup,
+    _LOGISTIC: fused_regressions.RegressionGroup,
+}
+
+
+def build_group(heads):
+  """The `fused_heads.FusedGroup` computing `heads`, one group of `plan`."""
+  return _GROUP_CLASSES[type(heads[0])](heads)
 
 
 def _known_rank(value, at_least):

@@ -26,7 +26,6 @@ from tensorflow_estimator.python.estimator.canned import metric_keys
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
 from tensorflow_multihead import base_head
-from tensorflow_multihead import fused_heads
 from tensorflow_multihead import fusion
 from tensorflow_multihead import head_group
 from tensorflow_multihead import head_parts
@@ -113,7 +112,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     self._plan = (fusion.plan(self._group.heads) if self._fuse_heads
                   else [(position,) for position in range(count)])
     self._fused_groups = {
-        positions: fused_heads.FusedGroup.build(
+        positions: fusion.build_group(
             [self._group.heads[position] for position in positions])
         for positions in self._plan if len(positions) > 1}
     # The parts whose metric objects `metrics()` handed out, so that
