@@ -36,6 +36,10 @@ setuptools.setup(
         'demo': [
             'scikit-learn>=1.2',
         ],
+        # benchmarks/plots.py draws the benchmark figures.
+        'bench': [
+            'matplotlib>=3.5',
+        ],
     },
     classifiers=[
         'Programming Language :: Python :: 3',
