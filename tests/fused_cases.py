@@ -27,13 +27,6 @@ MODES = ('train', 'eval', 'predict', 'eager')
 GRAPH_MODES = {'train': diff.TRAIN, 'eval': diff.EVAL,
                'predict': diff.PREDICT}
 
-# Relative tolerance of every value: the bar for fused heads. AUC
-# needs no more. The absolute floor only matters for values near zero (a
-# precision of 0, a gradient that cancels), which float32 computed in
-# another order leaves at ~1e-9 instead of exactly 0.
-RTOL = 1e-6
-ATOL = 1e-7
-
 _BINARY_VOCABULARIES = (None, ('ant', 'bee'), ('no', 'yes'))
 _THRESHOLD_SETS = ((), (0.3,), (0.5, 0.7), (0.3, 0.5, 0.7))
 _WEIGHT_COLUMNS = (None, 'w_a', 'w_b')

@@ -22,7 +22,7 @@ Each case runs, where its `modes` say so:
   `metrics()` updated by `update_metrics` batch after batch.
 
 Every dict must have the reference's keys exactly, no more, no fewer; every
-value must agree within `fused_cases.RTOL` (relative) and have the
+value must agree within `diff.RTOL` (relative) and have the
 reference's dtype. The reference runs once per case and mode; its tests of
 both `fuse_heads` settings share one xdist group.
 """
@@ -71,8 +71,8 @@ def test_matches_reference(case, mode, fuse_heads):
   reference = fused_cases.reference_results(case, mode)
   _assert_every_head_is_there(case, mode, reference)
   ours = fused_cases.our_results(case, mode, fuse_heads)
-  diff.assert_same_results(ours, reference, rtol=fused_cases.RTOL,
-                           atol=fused_cases.ATOL,
+  diff.assert_same_results(ours, reference, rtol=diff.RTOL,
+                           atol=diff.ATOL,
                            path=f'ours(fuse_heads={fuse_heads})')
 
 
@@ -108,6 +108,6 @@ def test_accumulating_eager_reference_equals_the_reference_graph_eval():
   eager = fused_cases.reference_results(case, 'eager')
   graph = fused_cases.reference_results(case, 'eval')
   diff.assert_same_results(eager['metrics'], graph['metrics'],
-                           rtol=fused_cases.RTOL, atol=fused_cases.ATOL)
+                           rtol=diff.RTOL, atol=diff.ATOL)
   first, last = eager['metrics'][0], eager['metrics'][-1]
   assert first['auc/binary_0'] != last['auc/binary_0']
