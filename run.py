@@ -1,7 +1,7 @@
 """One entry point for a fresh machine: `python3.11 run.py demo|test [args]`.
 
 Creates `.venv` beside this file on first use, installs the project into it
-(with its `test` and `demo` extras), then runs the demo or the test suite in
+(with its `test`, `demo` and `bench` extras), then runs the demo or the test suite in
 it; for the tests it first fetches the TF 1.x reference they compare against
 (`tests/support/tf1_reference.py`). The install is redone only when
 `setup.py` changes.
@@ -32,11 +32,11 @@ def ensure_environment():
     print(f'[run.py] creating virtual environment in {VENV}', flush=True)
     venv.EnvBuilder(with_pip=True).create(VENV)
   if not STAMP.exists() or STAMP.read_text() != _wanted_stamp():
-    print('[run.py] installing tensorflow-multihead with its test and demo '
-          'extras (first run takes a few minutes)', flush=True)
+    print('[run.py] installing tensorflow-multihead with its test, demo and '
+          'bench extras (first run takes a few minutes)', flush=True)
     pip = [str(_venv_python()), '-m', 'pip', '--disable-pip-version-check']
     subprocess.run(pip + ['install', '-q', '--upgrade', 'pip'], check=True)
-    subprocess.run(pip + ['install', '-q', '-e', f'{ROOT}[test,demo]'],
+    subprocess.run(pip + ['install', '-q', '-e', f'{ROOT}[test,demo,bench]'],
                    check=True)
     STAMP.write_text(_wanted_stamp())
   return str(_venv_python())

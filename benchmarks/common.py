@@ -4,6 +4,7 @@ Both implementations get the very same `tf.estimator` heads (made fresh for
 every build), so only the `MultiHead` class differs between them.
 """
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -15,8 +16,14 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 REFERENCE = 'reference'
-OURS = 'ours'
-IMPLEMENTATIONS = (REFERENCE, OURS)
+PER_HEAD = 'per_head'
+FUSED = 'fused'
+# tf.estimator.MultiHead; ours with every head on its own path
+# (`fuse_heads=False`); ours fusing heads of one type (the default).
+IMPLEMENTATIONS = (REFERENCE, PER_HEAD, FUSED)
+OURS = (PER_HEAD, FUSED)
+LABELS = {REFERENCE: 'tf.estimator.MultiHead', PER_HEAD: 'ours, per head',
+          FUSED: 'ours, fused'}
 
 MODES = {
     'train': tf.estimator.ModeKeys.TRAIN,
@@ -30,14 +37,26 @@ CLASS_NAMES = ('red', 'green', 'blue')
 
 
 def multi_head_class(implementation):
-  """Returns `tf.estimator.MultiHead` or this project's `MultiHead`."""
+  """Returns a `MultiHead` class (or factory) for `implementation`."""
   if implementation == REFERENCE:
     return tf.estimator.MultiHead
-  if implementation == OURS:
+  if implementation in OURS:
     # Imported late so that a broken package still lets the reference run.
-    return importlib.import_module('tensorflow_multihead').MultiHead
+    ours = importlib.import_module('tensorflow_multihead').MultiHead
+    return functools.partial(ours, fuse_heads=implementation == FUSED)
   raise ValueError(f'Unknown implementation {implementation!r}; expected one '
                    f'of {IMPLEMENTATIONS}.')
+
+
+def parse_implementations(text):
+  """`'reference,fused'` -> `['reference', 'fused']`; `''` -> all three."""
+  names = [part.strip() for part in (text or '').split(',') if part.strip()]
+  unknown = [name for name in names if name not in IMPLEMENTATIONS]
+  if unknown:
+    raise ValueError(f'Unknown implementations {unknown}; choose from '
+                     f'{list(IMPLEMENTATIONS)}.')
+  return [name for name in IMPLEMENTATIONS if name in names] or list(
+      IMPLEMENTATIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +93,17 @@ def _probability_labels(rng, count):
   return rng.uniform(0., 1., size=(count, 1)).astype(np.float32)
 
 
-# Cycled through in this order; a weight column on two kinds and a label
-# vocabulary on one, so that those code paths are in the graphs too.
+# The mixed heads cycle through these in this order; a weight column on two
+# kinds and a label vocabulary on one, so that those code paths are in the
+# graphs too. `binary_unweighted` (a `BinaryClassHead` without a weight
+# column) is only used when asked for by name.
 HEAD_KINDS = (
     HeadKind('binary',
              lambda name: tf.estimator.BinaryClassHead(
                  weight_column=WEIGHT_COLUMN, name=name),
+             tf.int64, 1, _binary_labels),
+    HeadKind('binary_unweighted',
+             lambda name: tf.estimator.BinaryClassHead(name=name),
              tf.int64, 1, _binary_labels),
     HeadKind('multi_class',
              lambda name: tf.estimator.MultiClassHead(
@@ -102,12 +126,14 @@ HEAD_KINDS = (
 
 
 KIND_PREFIXES = tuple(kind.prefix for kind in HEAD_KINDS)
+MIXED_KINDS = ('binary', 'multi_class', 'multi_label', 'regression',
+               'poisson', 'logistic')
 
 
 def select_kinds(prefixes=None):
-  """The `HeadKind`s named by `prefixes` (all of them when None)."""
+  """The `HeadKind`s named by `prefixes` (the six mixed ones when None)."""
   if prefixes is None:
-    return HEAD_KINDS
+    return tuple(kind for kind in HEAD_KINDS if kind.prefix in MIXED_KINDS)
   by_prefix = {kind.prefix: kind for kind in HEAD_KINDS}
   unknown = [prefix for prefix in prefixes if prefix not in by_prefix]
   if unknown or not prefixes:

@@ -1,10 +1,12 @@
 """Estimator train/evaluate speed with our `MultiHead` vs the reference's.
 
 Runs a real `tf.estimator.Estimator` whose `model_fn` (two dense layers, then
-a `MultiHead` of mixed heads) differs between the two sides only in the
-`MultiHead` class. Each side trains `--train-steps` steps and evaluates
-`--eval-steps` steps on synthetic numpy data, in one process, the order
-alternating between repeats. Prints, per phase:
+a `MultiHead` of mixed heads) differs between the sides only in the
+`MultiHead`: `tf.estimator.MultiHead` (`reference`), ours with every head on
+its own (`per_head`) and ours fusing heads of one type (`fused`). Each side
+trains `--train-steps` steps and evaluates `--eval-steps` steps on synthetic
+numpy data, in one process, the order rotating between repeats. Prints, per
+phase and side (ratios: side / reference):
 
 * the seconds `create_estimator_spec` took inside `model_fn` and the ops in
   the whole graph once `model_fn` returned (ratios ours / reference: lower is
@@ -18,6 +20,9 @@ alternating between repeats. Prints, per phase:
 
     python -m benchmarks.estimator_steps --heads=8 --train-steps=1000 \
         --eval-steps=300 --repeats=2
+    # Issue 10: evaluate() of 32 binary heads, 100 batches of 512.
+    python -m benchmarks.estimator_steps --heads=32 --kinds=binary \
+        --train-steps=10 --eval-steps=100 --batch-size=512 --repeats=2
 
 Two Estimators built alike do not end with equal weights; only speed is
 compared here, not results.
@@ -34,21 +39,29 @@ import tensorflow as tf
 
 PHASES = ('train', 'eval')
 
-COLUMNS = (
-    common.Column('phase', 'phase'),
-    common.Column('reference_build_seconds', 'ref build s', '.2f'),
-    common.Column('ours_build_seconds', 'ours build s', '.2f'),
-    common.Column('build_ratio', 'build ratio', '.3f'),
-    common.Column('reference_graph_ops', 'ref graph ops', ','),
-    common.Column('ours_graph_ops', 'ours graph ops', ','),
-    common.Column('graph_ops_ratio', 'ops ratio', '.3f'),
-    common.Column('reference_steps_per_second', 'ref steps/s', '.1f'),
-    common.Column('ours_steps_per_second', 'ours steps/s', '.1f'),
-    common.Column('speedup', 'steps/s ratio', '.3f'),
-    common.Column('reference_wall_seconds', 'ref wall s', '.2f'),
-    common.Column('ours_wall_seconds', 'ours wall s', '.2f'),
-    common.Column('wall_ratio', 'wall ratio', '.3f'),
-)
+_SHORT = {common.REFERENCE: 'ref', common.PER_HEAD: 'per-head',
+          common.FUSED: 'fused'}
+# (row key, header, format, whether the ratio's higher values are better)
+_MEASURES = (('build_seconds', 'build s', '.2f'),
+             ('graph_ops', 'graph ops', ','),
+             ('steps_per_second', 'steps/s', '.1f'),
+             ('wall_seconds', 'wall s', '.2f'))
+_RATIO_NAMES = {'build_seconds': 'build_ratio', 'graph_ops': 'graph_ops_ratio',
+                'steps_per_second': 'speedup', 'wall_seconds': 'wall_ratio'}
+
+
+def _columns():
+  columns = [common.Column('phase', 'phase')]
+  for key, header, spec in _MEASURES:
+    columns += [common.Column(f'{side}_{key}', f'{_SHORT[side]} {header}',
+                              spec) for side in common.IMPLEMENTATIONS]
+    columns += [common.Column(f'{side}_{_RATIO_NAMES[key]}',
+                              f'{_SHORT[side]} {header} ratio', '.3f')
+                for side in common.OURS]
+  return tuple(columns)
+
+
+COLUMNS = _columns()
 
 
 class StepClock(tf.compat.v1.train.SessionRunHook):
@@ -174,7 +187,7 @@ def _best(values, pick):
 def _row(phase, runs):
   """One table row from every repeat's measures of `phase`."""
   row = {'phase': phase}
-  for implementation in common.IMPLEMENTATIONS:
+  for implementation in runs:
     measures = [run[phase] for run in runs[implementation]]
     row[f'{implementation}_build_seconds'] = _best(
         [m['build_seconds'] for m in measures], min)
@@ -186,26 +199,23 @@ def _row(phase, runs):
     row[f'{implementation}_wall_seconds'] = _best(
         [m['wall_seconds'] for m in measures], min)
     row[f'{implementation}_steps'] = measures[0]['steps']
-
-  def ratio(key):
-    ours, reference = row[f'ours_{key}'], row[f'reference_{key}']
-    if ours is None or reference is None:
-      return None
-    return common.ratio(ours, reference)
-
-  row['build_ratio'] = ratio('build_seconds')
-  row['graph_ops_ratio'] = ratio('graph_ops')
-  row['speedup'] = ratio('steps_per_second')
-  row['wall_ratio'] = ratio('wall_seconds')
+  for side in common.OURS:
+    if side not in runs or common.REFERENCE not in runs:
+      continue
+    for key, ratio_name in _RATIO_NAMES.items():
+      ours, reference = row[f'{side}_{key}'], row[f'reference_{key}']
+      if ours is not None and reference is not None:
+        row[f'{side}_{ratio_name}'] = common.ratio(ours, reference)
   return row
 
 
 def run(heads=8, train_steps=1000, eval_steps=300, repeats=2, examples=1024,
         feature_width=16, batch_size=64, warm_up=True, kinds=None,
-        log=print):
-  """Runs both sides `repeats` times; returns one row per phase.
+        implementations=common.IMPLEMENTATIONS, log=print):
+  """Runs every side `repeats` times; returns one row per phase.
 
-  `kinds` optionally narrows the heads to some of `common.KIND_PREFIXES`.
+  `kinds` optionally narrows the heads to some of `common.KIND_PREFIXES`;
+  `implementations` names the sides.
   """
   if repeats < 1:
     raise ValueError(f'repeats must be at least 1, got {repeats}.')
@@ -215,18 +225,18 @@ def run(heads=8, train_steps=1000, eval_steps=300, repeats=2, examples=1024,
     log('warming up (2 heads, 2 steps, both sides; not counted)')
     warm_up_input_fn = input_fn_for(2, examples, feature_width, batch_size,
                                     seed=1, kinds=kinds)
-    for implementation in common.IMPLEMENTATIONS:
+    for implementation in implementations:
       run_side(implementation, 2, 2, 2, warm_up_input_fn, kinds,
                log=lambda *args, **kwargs: None)
-  runs = {implementation: [] for implementation in common.IMPLEMENTATIONS}
-  order = list(common.IMPLEMENTATIONS)
+  runs = {implementation: [] for implementation in implementations}
+  order = list(implementations)
   for repeat in range(repeats):
     log(f'repeat {repeat + 1}/{repeats}: {heads} heads', flush=True)
     for implementation in order:
       runs[implementation].append(run_side(
           implementation, heads, train_steps, eval_steps, input_fn, kinds,
           log))
-    order.reverse()
+    order = order[1:] + order[:1]
   return [_row(phase, runs) for phase in PHASES]
 
 
@@ -254,6 +264,9 @@ def parse_args(argv):
   parser.add_argument('--kinds', default='',
                       help='comma-separated head kinds to cycle through '
                       f'instead of all of {",".join(common.KIND_PREFIXES)}')
+  parser.add_argument('--sides', default='',
+                      help='comma-separated sides to run, of '
+                      f'{",".join(common.IMPLEMENTATIONS)} (default: all)')
   parser.add_argument('--train-steps', type=int, default=1000)
   parser.add_argument('--eval-steps', type=int, default=300)
   parser.add_argument('--repeats', type=int, default=2,
@@ -276,7 +289,8 @@ def main(argv=None):
   rows = run(heads=args.heads, train_steps=args.train_steps,
              eval_steps=args.eval_steps, repeats=args.repeats,
              batch_size=args.batch_size, warm_up=args.warm_up,
-             kinds=common.parse_kinds(args.kinds))
+             kinds=common.parse_kinds(args.kinds),
+             implementations=common.parse_implementations(args.sides))
   print()
   print(report(rows))
   if args.markdown:

@@ -33,6 +33,8 @@ from tensorflow.python.feature_column.feature_column_v2 import NumericColumn
 # understands them (partials, callable objects and bound methods included).
 from tensorflow.python.util.function_utils import fn_args
 
+from tensorflow_multihead import keras_optimizer
+
 DEFAULT_SERVING_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 # Only a naming convention shared by the heads, unlike the key above which
 # TF Serving looks for.
@@ -184,8 +186,10 @@ class Head(abc.ABC):
       mode: A `tf.estimator.ModeKeys` value.
       logits: The logits `Tensor`.
       labels: A labels `Tensor` or dict of them; needed in TRAIN and EVAL.
-      optimizer: A `tf.keras.optimizers.Optimizer` that minimizes the loss
-        over `trainable_variables` in TRAIN mode.
+      optimizer: A `tf.keras.optimizers.legacy` optimizer (or any Keras
+        optimizer defining `get_updates`) that minimizes the loss over
+        `trainable_variables` in TRAIN mode; under Estimator its
+        `iterations` becomes the global step.
       trainable_variables: The variables `optimizer` updates.
       train_op_fn: Instead of `optimizer`, a function from the loss to the
         train op.  Exactly one of the two is needed in TRAIN mode.
@@ -564,7 +568,10 @@ def validate_update_ops(update_ops=None):
 
 
 def validate_v2_optimizer(optimizer):
-  """Checks `optimizer` is a Keras optimizer (current or legacy).
+  """Checks `optimizer` is a Keras optimizer that has `get_updates`.
+
+  The `tf.keras.optimizers.legacy` optimizers have it, and so has any Keras
+  optimizer class defining it; see `keras_optimizer.check`.
 
   Raises:
     ValueError: Otherwise.
@@ -574,12 +581,7 @@ def validate_v2_optimizer(optimizer):
   ...
   ValueError: The given optimizer is not a ... of type <class 'str'>
   """
-  optimizers = tf.keras.optimizers
-  if not isinstance(optimizer, (optimizers.Optimizer,
-                                optimizers.legacy.Optimizer)):
-    raise ValueError('The given optimizer is not a '
-                     'tf.keras.optimizers.Optimizer instance. Received '
-                     'optimizer of type {}'.format(type(optimizer)))
+  keras_optimizer.check(optimizer)
 
 
 def validate_trainable_variables(trainable_variables=None):
@@ -843,11 +845,17 @@ def create_estimator_spec_train_op(
   `train_op_fn(loss)`, grouped with `update_ops`.  Its ops live under the
   top-level name scope 'training', as in Keras.
 
+  In a graph with a global step (as Estimator builds), the optimizer's
+  `iterations` becomes the global step, so that each step moves it and
+  `Estimator.train(steps=...)` ends; TensorFlow's canned estimators do the
+  same.
+
   Args:
     head_name: The head's name (unused; kept for the common signature).
-    optimizer: A `tf.keras.optimizers` optimizer with `get_updates` (e.g. a
-      legacy one).  With `SUM_OVER_BATCH_SIZE`, it minimizes the loss
-      divided by the number of replicas in sync.
+    optimizer: A `tf.keras.optimizers.legacy` optimizer, or any Keras
+      optimizer defining `get_updates`; the non-legacy `tf.keras.optimizers`
+      lack it and are refused.  With `SUM_OVER_BATCH_SIZE`, it minimizes the
+      loss divided by the number of replicas in sync.
     trainable_variables: The list or tuple of variables to optimize; needed
       with `optimizer`.
     train_op_fn: A function from the loss to the train op, used instead of
@@ -858,7 +866,8 @@ def create_estimator_spec_train_op(
 
   Raises:
     ValueError: If both or neither of `optimizer` and `train_op_fn` are
-      given, or an argument has the wrong type.
+      given, an argument has the wrong type, or the optimizer counts its
+      steps in a variable other than the global step.
   """
   del head_name
   validate_update_ops(update_ops)
@@ -866,6 +875,7 @@ def create_estimator_spec_train_op(
   if optimizer is not None:
     validate_v2_optimizer(optimizer)
     validate_trainable_variables(trainable_variables)
+    keras_optimizer.count_steps_with_global_step(optimizer)
   with _top_level_scope('training'):
     if optimizer is None:
       train_op = train_op_fn(regularized_training_loss)

@@ -23,6 +23,7 @@ import numbers
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_estimator.python.estimator.canned import head as canned_head
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
 from tensorflow_multihead import base_head
@@ -45,7 +46,8 @@ def _check_heads(heads, head_types):
   for position, head in enumerate(heads):
     if not isinstance(head, head_types):
       kinds = ' or '.join(kind.__name__ for kind in head_types)
-      raise TypeError(f'heads[{position}] is not a {kinds}. Given: {head!r}')
+      raise TypeError(f'heads[{position}] is not a {kinds}. Given: {head!r}'
+                      f'{_hint_for_tf1_head(head)}')
     if head.name is None or head.name == '':
       raise ValueError(
           'All given heads must have name specified. '
@@ -57,6 +59,17 @@ def _check_heads(heads, head_types):
           "overwrite the other's predictions and metrics.")
     first_position[head.name] = position
   return heads
+
+
+def _hint_for_tf1_head(head):
+  """What to do with a TF 1.x `_Head` where only v2 heads are merged."""
+  if not isinstance(head, canned_head._Head):  # pylint: disable=protected-access
+    return ''
+  return ('. It is a TF 1.x head (a _Head, as tf.contrib.estimator and '
+          'tensorflow_multihead.contrib build): merge TF 1.x heads with '
+          'tensorflow_multihead.contrib.multi_head, or give MultiHead the '
+          'tf.estimator heads instead (tf.estimator.BinaryClassHead, '
+          'MultiClassHead, RegressionHead, ...).')
 
 
 def _is_weight(value):
@@ -89,13 +102,17 @@ def _check_head_weights(head_weights, heads):
   return head_weights
 
 
-def _check_keys(given, names, what):
-  """Raises unless the dict `given` holds exactly one entry per head."""
+def _check_missing(given, names, what):
+  """Raises unless the dict `given` holds an entry for every head."""
   missing = [name for name in names if name not in given]
   if missing:
     raise ValueError(
         f'{what} has missing values for head(s): {missing}. '
         f'Given keys: {sorted(map(str, given))}.')
+
+
+def _check_unknown(given, names, what):
+  """Raises if the dict `given` holds an entry for no head."""
   unknown = [key for key in given if key not in names]
   if unknown:
     raise ValueError(
@@ -121,6 +138,80 @@ gave; name the heads so that their keys differ.
           'already gave; name the heads so that their keys differ.')
     merged[key] = value
   return merged
+
+
+class ErrorsNamingHead:
+  """Re-raises an error from inside a head with the head's name on it.
+
+  With two heads of one class, an error a head raises does not say which
+  head it is. Every call a multi-head makes into one of its heads runs in
+  this context: an error leaves it as the same type, its message prefixed
+  with `Head '<name>': ` and otherwise whole, chained to the original.
+
+  >>> with ErrorsNamingHead('kind'):
+  ...   raise ValueError('logits shape must be [D0, D1, ... DN, 3]')
+  Traceback (most recent call last):
+  ...
+  ValueError: Head 'kind': logits shape must be [D0, D1, ... DN, 3]
+
+  Args:
+    head_name: The name of the head called inside the context.
+  """
+
+  def __init__(self, head_name):
+    self._prefix = f'Head {head_name!r}: '
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, error_type, error, traceback):
+    if not isinstance(error, Exception):
+      return False  # No error, or one such as KeyboardInterrupt.
+    named = self._named(error)
+    if named is None:
+      return False  # Re-raised as it is.
+    raise named from error
+
+  def _named(self, error):
+    """A new error like `error` naming the head, or None to keep `error`."""
+    if isinstance(error, tf.errors.OpError):
+      message = error.message
+      if message.startswith(self._prefix):
+        return None
+      # An OpError is rebuilt from the op it failed in.
+      arguments = (error.node_def, error.op, self._prefix + message)
+      if type(error) is tf.errors.OpError:  # pylint: disable=unidiomatic-typecheck
+        arguments += (error.error_code,)
+    else:
+      message = str(error)
+      if message.startswith(self._prefix):
+        return None  # Named already, by a head that is itself a multi-head.
+      arguments = (self._prefix + message,)
+    try:
+      return type(error)(*arguments)
+    except Exception:  # pylint: disable=broad-except
+      return None  # A type built from other arguments: kept unnamed.
+
+
+def call_each(heads, call):
+  """Returns `{head.name: call(head)}`, an error naming the head it came from.
+
+  >>> import tensorflow as tf
+  >>> heads = [tf.estimator.RegressionHead(name='price'),
+  ...          tf.estimator.MultiClassHead(3, name='kind')]
+  >>> call_each(heads, lambda head: head.logits_dimension)
+  {'price': 1, 'kind': 3}
+  >>> call_each(heads, lambda head: head.predictions(tf.zeros([2, 2])))
+  Traceback (most recent call last):
+  ...
+  ValueError: Head 'price': logits shape must be [D0, D1, ... DN, \
+logits_dimension], got (2, 2).
+  """
+  results = {}
+  for head in heads:
+    with ErrorsNamingHead(head.name):
+      results[head.name] = call(head)
+  return results
 
 
 def _default_output(export_outputs, head_name):
@@ -162,7 +253,8 @@ class HeadGroup:
   def logits_by_head(self, logits):
     """Returns each head's logits from a dict or one `Tensor` to split."""
     if isinstance(logits, dict):
-      _check_keys(logits, self.names, 'logits')
+      _check_missing(logits, self.names, 'logits')
+      _check_unknown(logits, self.names, 'logits')  # Always a mistake.
       return dict(logits)
     return self._split(logits)
 
@@ -176,18 +268,40 @@ class HeadGroup:
             'logits must be a dict keyed by head name or a Tensor of shape '
             f'[D0, ..., DN, {sum(widths)}]; given a scalar.')
       last = logits.shape[-1] if logits.shape.rank else None
-      if last is not None and last != sum(widths):
+      if last is None:
+        logits = self._checked_width_when_run(logits, widths)
+      elif last != sum(widths):
         raise ValueError(
             f'Could not split logits of shape {logits.shape.as_list()} among '
             f'the heads {list(self.names)} with individual logits '
             f'dimensions: {widths}. The last dimension of the logits tensor '
             f'should equal {sum(widths)} but is {last}.')
-      # When the last dimension is unknown while building, `tf.split`
-      # checks at run time that the widths add up to it.
       return dict(zip(self.names, tf.split(logits, widths, axis=-1)))
 
+  def _checked_width_when_run(self, logits, widths):
+    """`logits`, asserting when run that their last dimension fits the heads.
+
+    Without it, the run would fail with `tf.split`'s message, which names
+    neither the heads nor their widths.
+    """
+    width = tf.shape(logits)[-1]
+    assertion = tf.debugging.Assert(
+        tf.math.equal(width, sum(widths)),
+        # Names unquoted: the op's message would escape the quotes.
+        [f'Could not split logits among the heads [{", ".join(self.names)}] '
+         f'with individual logits dimensions: {widths}. The last dimension '
+         f'of the logits tensor should equal {sum(widths)} but is:', width],
+        name='logits_width')
+    with tf.control_dependencies([assertion]):
+      return tf.identity(logits)
+
   def labels_by_head(self, labels, mode=None):
-    """Checks that `labels` is a dict with one entry per head."""
+    """Returns each head's labels from a dict keyed by head name.
+
+    Entries for no head are left out, as `tf.estimator.MultiHead` and TF
+    1.x's `multi_head` ignore them: input functions shared between models,
+    or built by a pipeline, often carry more labels than one model learns.
+    """
     if labels is None:
       if mode in (ModeKeys.TRAIN, ModeKeys.EVAL):
         raise ValueError(
@@ -198,8 +312,8 @@ class HeadGroup:
       raise ValueError(
           f'labels must be a dict keyed by head name {list(self.names)}. '
           f'Given: {labels}')
-    _check_keys(labels, self.names, 'labels')
-    return labels
+    _check_missing(labels, self.names, 'labels')
+    return {name: labels[name] for name in self.names}
 
   def weighted_sum(self, losses, regularization_loss=None):
     """Adds the heads' losses, each times its weight, and regularization.

@@ -20,32 +20,25 @@ why, is listed in the project's README.
 >>> print(f'{head.loss(labels, logits).numpy():.2f}')  # 0.41 + 0.5 * 0.5
 0.66
 """
-import inspect
-
 import tensorflow as tf
 from tensorflow_estimator.python.estimator import model_fn
 from tensorflow_estimator.python.estimator.canned import metric_keys
-from tensorflow_estimator.python.estimator.head import (
-    base_head as estimator_base_head)
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
 from tensorflow_multihead import base_head
+from tensorflow_multihead import fusion
 from tensorflow_multihead import head_group
+from tensorflow_multihead import head_parts
 
 _MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 # Where the summed regularization losses travel among the metric tensors.
 _REGULARIZATION_TENSOR_KEY = 'regularization'
-_LOSS_KEY = metric_keys.MetricKeys.LOSS
 _REGULARIZATION_KEY = metric_keys.MetricKeys.LOSS_REGULARIZATION
 
 
-def _no_train_op(head_loss):
-  del head_loss  # Only the merged loss is trained, by the merged train op.
-  return tf.no_op()
-
-
-def _check_loss_reductions(heads):
-  reductions = {head.name: head.loss_reduction for head in heads}
+def _shared_loss_reduction(heads):
+  """The heads' one `loss_reduction`; raises if they have several."""
+  reductions = head_group.call_each(heads, lambda head: head.loss_reduction)
   if len(set(reductions.values())) > 1:
     raise ValueError(
         'The loss_reduction must be the same for different heads. '
@@ -53,123 +46,19 @@ def _check_loss_reductions(heads):
   return next(iter(reductions.values()))
 
 
-def _builds_through_tpu_spec(head):
-  """Whether the head's `create_estimator_spec` is the base class's own.
-
-  Such a head builds its spec through `_create_tpu_estimator_spec`, whose
-  metrics come as a function of tensors that the merged spec can hand on to
-  `TPUEstimator`. A head overriding `create_estimator_spec` is asked for that
-  spec instead, so that its override is honoured.
-  """
-  return type(head).create_estimator_spec in (
-      base_head.Head.create_estimator_spec,
-      estimator_base_head.Head.create_estimator_spec)
-
-
-def _takes_keys(head):
-  """Whether `head.predictions` accepts `keys` (the regression heads don't)."""
-  try:
-    return 'keys' in inspect.signature(head.predictions).parameters
-  except (TypeError, ValueError):  # No signature to read: assume it does.
-    return True
-
-
-class _Selection:
-  """Which predictions `MultiHead.predictions(keys=...)` asks for.
-
-  A plain key asks every head that has it; a `(head name, key)` pair asks one
-  head, which must have it.
-  """
-
-  def __init__(self, keys, head_names):
-    self.everything = keys is None
-    keys = [] if keys is None else [keys] if isinstance(keys, str) else keys
-    self.plain = [key for key in keys if not isinstance(key, tuple)]
-    self.pairs = [key for key in keys if isinstance(key, tuple)]
-    for name, key in self.pairs:
-      if name not in head_names:
-        raise ValueError(
-            f'Prediction key {(name, key)!r} names unknown head {name!r}. The '
-            f'heads are: {list(head_names)}.')
-
-  def of_head(self, head, logits):
-    """The head's chosen predictions; all of them if nothing was chosen."""
-    if self.everything:
-      return head.predictions(logits)
-    required = [key for name, key in self.pairs if name == head.name]
-    if not (required or self.plain):
-      return {}
-    if required and not self.plain and _takes_keys(head):
-      return self._asked(head, lambda: head.predictions(logits, required))
-    offered = head.predictions(logits)
-    missing = [key for key in required if key not in offered]
-    if missing:
-      raise ValueError(f'Head {head.name!r} has no predictions {missing}; it '
-                       f'has {sorted(offered)}.')
-    return {key: value for key, value in offered.items()
-            if key in required or key in self.plain}
-
-  @staticmethod
-  def _asked(head, predict):
-    try:
-      return predict()
-    except ValueError as error:
-      raise ValueError(f'Head {head.name!r}: {error}') from error
-
-  def check_found(self, merged):
-    found = {key for _, key in merged}
-    absent = [key for key in self.plain if key not in found]
-    if absent:
-      raise ValueError(f'No head has the predictions {absent}.')
-
-
-class _HeadPart:
-  """One head's spec, with its metrics as a function of named tensors."""
-
-  def __init__(self, head, index, **spec_args):
-    self.name = head.name
-    self._tensor_prefix = f'{index}:'
-    if _builds_through_tpu_spec(head):
-      self.spec = head._create_tpu_estimator_spec(**spec_args)  # pylint: disable=protected-access
-      self._metric_fn, tensors = self.spec.eval_metrics or (None, {})
-    else:
-      self.spec = head.create_estimator_spec(**spec_args)
-      built_metrics = self.spec.eval_metric_ops
-      self._metric_fn, tensors = (lambda: built_metrics), {}
-    # Prefixed by the head's position, since heads name their tensors alike.
-    self.metric_tensors = {
-        self._tensor_prefix + key: value for key, value in tensors.items()}
-
-  @property
-  def has_metrics(self):
-    return self._metric_fn is not None
-
-  def metrics(self, all_tensors):
-    """Calls the head's metric function with its share of `all_tensors`."""
-    if self._metric_fn is None:
-      return {}
-    start = len(self._tensor_prefix)
-    return self._metric_fn(**{
-        key[start:]: value for key, value in all_tensors.items()
-        if key.startswith(self._tensor_prefix)})
-
-
-def _mean_of(name, values):
-  mean = tf.keras.metrics.Mean(name=name)
-  mean.update_state(values=values)
-  return mean
-
-
 class MultiHead(head_group.GroupedHead, base_head.Head):
   """A `Head` merging several heads, for learning several objectives at once.
 
   Every head needs a name of its own. Labels come as a dict keyed by head
-  name; logits either as such a dict or as one `Tensor` of shape
+  name (entries for no head are ignored); logits either as such a dict (with
+  no other entries) or as one `Tensor` of shape
   `[D0, ..., DN, logits_dimension]`, whose last dimension is cut into the
-  heads' `logits_dimension`s, in the heads' order.
+  heads' `logits_dimension`s, in the heads' order. An error that a head
+  raises comes out as the same type, its message starting `Head '<name>': `.
 
   * TRAIN: `optimizer` or `train_op_fn` minimizes one loss: each head's loss
-    times its weight, plus `regularization_losses`.
+    times its weight, plus `regularization_losses`. The heads must share one
+    `loss_reduction`; heads that do not still evaluate and predict.
   * EVAL: each head's metrics, which the heads key as `<metric>/<head>`, and
     `loss/<head>`: the loss each head reports.
   * PREDICT: predictions keyed `(head, key)`. The export serves
@@ -205,28 +94,61 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       in the sum. If `None`, every loss counts once.
     default_head: Optional name of the head served as `serving_default`.
       Defaults to the first head.
+    fuse_heads: Whether heads of one type and configuration (see
+      `tensorflow_multihead.fusion`) are computed together, by batched ops:
+      the same values, a graph a fraction of the size. `False` computes
+      every head on its own.
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
-      `head_weights` of another length than `heads`; heads with different
-      `loss_reduction`s; an unknown `default_head`.
-    TypeError: A head that is not a `Head`; a weight that is not a number.
+      `head_weights` of another length than `heads`; an unknown
+      `default_head`.
+    TypeError: A head that is not a `Head` (such as a TF 1.x head, which
+      `tensorflow_multihead.contrib.multi_head` merges); a weight that is
+      not a number.
   """
 
-  def __init__(self, heads, head_weights=None, default_head=None):
+  def __init__(self, heads, head_weights=None, default_head=None,
+               fuse_heads=True):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
-    self._loss_reduction = _check_loss_reductions(self._group.heads)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
-    self._loss_keys = {
-        name: f'{_LOSS_KEY}/{name}' for name in self._group.names}
-    # Which metric keys each head gave in `metrics()`, so that
+    self._fuse_heads = bool(fuse_heads)
+    count = len(self._group.heads)
+    self._plan = (fusion.plan(self._group.heads) if self._fuse_heads
+                  else [(position,) for position in range(count)])
+    self._fused_groups = {
+        positions: fusion.build_group(
+            [self._group.heads[position] for position in positions])
+        for positions in self._plan if len(positions) > 1}
+    # The parts whose metric objects `metrics()` handed out, so that
     # `update_metrics()` updates those same objects and they accumulate.
-    self._metric_keys_by_head = {}
+    self._metric_parts = None
 
   @property
   def loss_reduction(self):
-    """The `loss_reduction` that every head shares."""
-    return self._loss_reduction
+    """The `loss_reduction` that every head shares.
+
+    Heads with different reductions merge for EVAL and PREDICT, as in
+    `tf.estimator.MultiHead`; reading this, as TRAIN does, raises.
+
+    Raises:
+      ValueError: The heads have different `loss_reduction`s.
+    """
+    return _shared_loss_reduction(self.heads)
+
+  @property
+  def fuse_heads(self):
+    """Whether heads of one type and configuration are computed together."""
+    return self._fuse_heads
+
+  def _parts(self, logits=None, labels=None):
+    """The parts computing this call; see `head_parts.parts_for`."""
+    return head_parts.parts_for(self.heads, self._plan, self._fused_groups,
+                                logits, labels)
+
+  def _losses_in_order(self, losses_by_head):
+    """The heads' losses as a list, in the heads' order."""
+    return [losses_by_head[name] for name in self._group.names]
 
   # The Head interface, one call at a time.
 
@@ -236,9 +158,11 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     logits = self._group.logits_by_head(logits)
     labels = self._group.labels_by_head(labels, mode or ModeKeys.TRAIN)
     features = {} if features is None else features  # Heads read weights.
+    losses = {}
+    for part in self._parts(logits, labels):
+      losses.update(part.losses(features, logits, labels, mode))
     return self._group.weighted_sum(
-        [head.loss(labels=labels[head.name], logits=logits[head.name],
-                   features=features, mode=mode) for head in self.heads],
+        self._losses_in_order(losses),
         head_group.sum_or_none(regularization_losses))
 
   def predictions(self, logits, keys=None):
@@ -255,10 +179,12 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
         head has a plain key.
     """
     logits = self._group.logits_by_head(logits)
-    selection = _Selection(keys, self._group.names)
-    merged = self._group.merged_predictions({
-        head.name: selection.of_head(head, logits[head.name])
-        for head in self.heads})
+    selection = head_parts.Selection(keys, self._group.names)
+    by_head = {}
+    for part in self._parts(logits):
+      by_head.update(part.predictions(logits, selection))
+    merged = self._group.merged_predictions(
+        {name: by_head[name] for name in self._group.names})
     selection.check_found(merged)
     return merged
 
@@ -266,19 +192,18 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """Returns `loss/<head>` means and every head's own metric objects.
 
     Handing out the heads' metrics here lets `update_metrics` accumulate them
-    over batches, as it does the loss means.
+    over batches, as it does the loss means. A fused group's metrics are
+    views of its shared state: each has its key's `result()`.
     """
     eval_metrics = {}
     if regularization_losses is not None:
       eval_metrics[self._regularization_metric_key] = tf.keras.metrics.Mean(
           name=_REGULARIZATION_KEY)
-    eval_metrics.update(
-        {key: tf.keras.metrics.Mean(name=key)
-         for key in self._loss_keys.values()})
-    for head in self.heads:
-      head_metrics = head.metrics()
-      self._metric_keys_by_head[head.name] = tuple(head_metrics)
-      head_group.merge_unique(eval_metrics, head_metrics, head.name, 'metric')
+    self._metric_parts = self._parts()
+    for part in self._metric_parts:
+      for key, metric in part.metrics().items():
+        head_group.merge_unique(eval_metrics, {key: metric}, part.names[0],
+                                'metric')
     return eval_metrics
 
   def update_metrics(self, eval_metrics, features, logits, labels,
@@ -293,35 +218,14 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     labels = self._group.labels_by_head(labels, ModeKeys.EVAL)
     features = {} if features is None else features
     if regularization_losses is not None:
-      self._metric(eval_metrics, self._regularization_metric_key).update_state(
+      key = self._regularization_metric_key
+      if key not in eval_metrics:
+        eval_metrics[key] = tf.keras.metrics.Mean(name=key)
+      eval_metrics[key].update_state(
           values=head_group.sum_of(regularization_losses))
-    for head in self.heads:
-      head_logits, head_labels = logits[head.name], labels[head.name]
-      self._metric(eval_metrics, self._loss_keys[head.name]).update_state(
-          values=head.loss(labels=head_labels, logits=head_logits,
-                           features=features))
-      eval_metrics.update(head.update_metrics(
-          self._head_metrics(head, eval_metrics), features, head_logits,
-          head_labels) or {})
+    for part in self._metric_parts or self._parts():
+      part.update_metrics(eval_metrics, features, logits, labels)
     return eval_metrics
-
-  @staticmethod
-  def _metric(eval_metrics, key):
-    """Returns `eval_metrics[key]`, adding a new mean if it is missing."""
-    if key not in eval_metrics:
-      eval_metrics[key] = tf.keras.metrics.Mean(name=key)
-    return eval_metrics[key]
-
-  def _head_metrics(self, head, eval_metrics):
-    """The head's metric objects in `eval_metrics`, or new ones.
-
-    New ones when `eval_metrics` did not come from this head's `metrics()`:
-    they then hold this batch only, as the reference's always do.
-    """
-    keys = self._metric_keys_by_head.get(head.name)
-    if keys is not None and all(key in eval_metrics for key in keys):
-      return {key: eval_metrics[key] for key in keys}
-    return head.metrics()
 
   # Specs, each head's work built once. `create_estimator_spec` is the base
   # class's: `_create_tpu_estimator_spec(...).as_estimator_spec()`.
@@ -358,8 +262,13 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       logits: A dict of logits keyed by head name, or one `Tensor` split
         among the heads.
       labels: A dict of labels keyed by head name; needed in TRAIN and EVAL.
-      optimizer: A `tf.keras` optimizer minimizing the merged loss in TRAIN;
-        give it or `train_op_fn`, not both.
+      optimizer: A `tf.keras.optimizers.legacy` optimizer (or any Keras
+        optimizer defining `get_updates`) minimizing the merged loss in
+        TRAIN; give it or `train_op_fn`, not both. Its `iterations` becomes
+        the graph's global step, if the graph has one, so that
+        `Estimator.train` counts its steps. The `tf.keras.optimizers` of TF
+        2.11 and later, which lack `get_updates`, are refused: in a graph
+        they would not update the variables.
       trainable_variables: What `optimizer` may change.
       train_op_fn: A function from the merged loss to the train op.
       update_ops: Ops to run with every training step.
@@ -370,92 +279,64 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       A `_TPUEstimatorSpec`.
 
     Raises:
-      ValueError: An unknown `mode`, bad logits or labels, or in TRAIN
-        neither or both of `optimizer` and `train_op_fn`.
+      ValueError: An unknown `mode`, bad logits or labels; in TRAIN, heads
+        of different `loss_reduction`s, neither or both of `optimizer` and
+        `train_op_fn`, or an optimizer that `base_head.validate_v2_optimizer`
+        refuses.
     """
     if mode not in _MODES:
       raise ValueError(f'mode={mode} unrecognized')
+    # Read first, so that heads of mixed reductions fail TRAIN at once.
+    loss_reduction = self.loss_reduction if mode == ModeKeys.TRAIN else None
     with tf.compat.v1.name_scope(self.name, 'multi_head'):
       logits = self._group.logits_by_head(logits)
       labels = self._group.labels_by_head(labels, mode)
-      parts = [
-          _HeadPart(head, index, features=features, mode=mode,
-                    logits=logits[head.name], labels=labels[head.name],
-                    train_op_fn=_no_train_op)
-          for index, head in enumerate(self.heads)]
+      features = {} if features is None else features
+      specs = [part.spec(features, mode, logits, labels)
+               for part in self._parts(logits, labels)]
       predictions = self._group.merged_predictions(
-          {part.name: part.spec.predictions for part in parts})
+          head_parts.by_head(specs, 'predictions', self._group.names))
       if mode == ModeKeys.PREDICT:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions,
             export_outputs=self._group.merged_export_outputs(
-                {part.name: part.spec.export_outputs for part in parts}))
+                head_parts.by_head(specs, 'export_outputs', self._group.names)))
       regularization_loss = head_group.sum_or_none(regularization_losses)
-      loss = self._group.weighted_sum([part.spec.loss for part in parts],
+      losses = head_parts.by_head(specs, 'losses', self._group.names)
+      loss = self._group.weighted_sum(self._losses_in_order(losses),
                                       regularization_loss)
       if mode == ModeKeys.EVAL:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions, loss=loss,
-            eval_metrics=self._eval_metrics(parts, regularization_loss))
+            eval_metrics=self._eval_metrics(specs, regularization_loss))
       train_op = base_head.create_estimator_spec_train_op(
           head_name=self.name, optimizer=optimizer,
           trainable_variables=trainable_variables, train_op_fn=train_op_fn,
           update_ops=update_ops, regularized_training_loss=loss,
-          loss_reduction=self.loss_reduction)
+          loss_reduction=loss_reduction)
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
           mode=mode, predictions=predictions, loss=loss, train_op=train_op,
-          eval_metrics=self._train_metrics(parts))
+          eval_metrics=head_parts.merged_metrics(specs))
 
-  def _eval_metrics(self, parts, regularization_loss):
+  def _eval_metrics(self, specs, regularization_loss):
     """Returns `(metric_fn, tensors)` for every head's metrics and loss.
 
     `loss/<head>` is the loss each head's EVAL spec reports, the very loss
     summed into the merged `loss`.
     """
+    metric_fn, tensors = head_parts.merged_metrics(specs)
+    if regularization_loss is None:
+      return metric_fn, tensors
     # Rank 1, since TPUEstimator moves metric tensors batch by batch.
-    tensors = {}
-    if regularization_loss is not None:
-      tensors[_REGULARIZATION_TENSOR_KEY] = tf.reshape(
-          regularization_loss, [1])
-    for part in parts:
-      tensors[self._loss_keys[part.name]] = tf.reshape(part.spec.loss, [1])
-    tensors.update(_metric_tensors(parts))
+    tensors[_REGULARIZATION_TENSOR_KEY] = tf.reshape(regularization_loss, [1])
 
-    def metric_fn(**metric_tensors):
-      eval_metrics = {}
-      if _REGULARIZATION_TENSOR_KEY in metric_tensors:
-        eval_metrics[self._regularization_metric_key] = _mean_of(
-            _REGULARIZATION_KEY, metric_tensors[_REGULARIZATION_TENSOR_KEY])
-      for part in parts:
-        key = self._loss_keys[part.name]
-        eval_metrics[key] = _mean_of(key, metric_tensors[key])
-      return _merged_head_metrics(parts, metric_tensors, eval_metrics)
+    def with_regularization(**metric_tensors):
+      regularization = tf.keras.metrics.Mean(name=_REGULARIZATION_KEY)
+      regularization.update_state(
+          values=metric_tensors.pop(_REGULARIZATION_TENSOR_KEY))
+      return dict({self._regularization_metric_key: regularization},
+                  **metric_fn(**metric_tensors))
 
-    return metric_fn, tensors
-
-  @staticmethod
-  def _train_metrics(parts):
-    """Whatever metrics the heads' TRAIN specs report, merged; else None."""
-    if not any(part.has_metrics for part in parts):
-      return None
-
-    def metric_fn(**metric_tensors):
-      return _merged_head_metrics(parts, metric_tensors, {})
-
-    return metric_fn, _metric_tensors(parts)
-
-
-def _metric_tensors(parts):
-  """Every head's metric tensors, each under its head-prefixed name."""
-  return {key: value for part in parts
-          for key, value in part.metric_tensors.items()}
-
-
-def _merged_head_metrics(parts, metric_tensors, merged):
-  """Adds every head's metrics, computed from `metric_tensors`, to `merged`."""
-  for part in parts:
-    head_group.merge_unique(merged, part.metrics(metric_tensors), part.name,
-                            'metric')
-  return merged
+    return with_regularization, tensors

@@ -681,13 +681,23 @@ def test_update_ops_of_other_types_raise_value_error(update_ops):
 
 @pytest.mark.parametrize('make_optimizer', [
     lambda: tf.keras.optimizers.legacy.SGD(0.1),
-    lambda: tf.keras.optimizers.SGD(0.1),
     lambda: tf.keras.optimizers.legacy.Adagrad(0.1),
-], ids=['legacy_sgd', 'sgd', 'legacy_adagrad'])
+], ids=['legacy_sgd', 'legacy_adagrad'])
 def test_keras_optimizers_are_valid(make_optimizer):
   optimizer = make_optimizer()
   for impl in (ref, ours):
     impl.validate_v2_optimizer(optimizer)
+
+
+@pytest.mark.parametrize('name', ['SGD', 'Adam', 'Adagrad'])
+def test_keras_optimizer_without_get_updates_is_refused_naming_legacy(name):
+  """The reference validates it, then fails with AttributeError when used."""
+  optimizer = getattr(tf.keras.optimizers, name)(0.1)
+  ref.validate_v2_optimizer(optimizer)
+  with pytest.raises(ValueError, match=(
+      rf'The given optimizer \({name}\) has no get_updates: .* Use '
+      rf'tf.keras.optimizers.legacy.{name} instead.')):
+    ours.validate_v2_optimizer(optimizer)
 
 
 @pytest.mark.parametrize('make_optimizer', [

@@ -1007,3 +1007,108 @@ def test_multi_head_serves_the_default_head_tf1_could_not_choose():
         features={}, mode=PREDICT, logits=_TWO_HEAD_LOGITS)
     assert spec.export_outputs['serving_default'] is (
         spec.export_outputs['price'])
+
+
+# Heads of different loss_reductions: TF 1.x's multi_head did not compare
+# them, and neither does ours, in any mode.
+
+
+def _mixed_reduction_values(implementation, mode):
+  """The merged loss (and, but in TRAIN, the first prediction) of a spec."""
+  with tf.Graph().as_default(), _session() as session:
+    head = MULTI_HEADS[implementation](
+        _two_heads(implementation, loss_reduction=REDUCTION.SUM))
+    spec = head.create_estimator_spec(
+        features={}, mode=mode, logits=_TWO_HEAD_LOGITS,
+        labels=None if mode == PREDICT else _TWO_HEAD_LABELS,
+        train_op_fn=lambda loss: tf.no_op())
+    _initialize(session)
+    if mode == PREDICT:
+      return session.run(spec.predictions[('price', 'predictions')])
+    return session.run({'loss': spec.loss})
+
+
+@pytest.mark.parametrize('mode', [TRAIN, EVAL, PREDICT])
+def test_heads_of_mixed_loss_reductions_merge_in_every_mode_as_tf1(mode):
+  ours = _mixed_reduction_values('ours', mode)
+  diff.assert_same_results(ours, _mixed_reduction_values('tf1', mode))
+  if mode != PREDICT:
+    # kind: ln 3, the batch mean; price: (1 - 0)**2 + 0, summed.
+    assert ours['loss'] == pytest.approx(np.log(3.) + 1.)
+
+
+# An error that a head raises names it, as the same type TF 1.x raised.
+
+
+_KIND_LABELS_OUT_OF_RANGE = {**_TWO_HEAD_LABELS, 'kind': np.array([[0], [3]])}
+# Each case: the head at fault, logits and labels.
+HEAD_ERRORS = {
+    'logits_width': ('kind', {**_TWO_HEAD_LOGITS,
+                              'kind': np.zeros([2, 2], np.float32)},
+                     _TWO_HEAD_LABELS),
+    'label_width': ('price', _TWO_HEAD_LOGITS,
+                    {**_TWO_HEAD_LABELS,
+                     'price': np.zeros([2, 2], np.float32)}),
+    'string_labels_without_vocabulary': (
+        'kind', _TWO_HEAD_LOGITS,
+        {**_TWO_HEAD_LABELS, 'kind': np.array([[b'a'], [b'b']])}),
+    'label_out_of_range': ('kind', _TWO_HEAD_LOGITS,
+                           _KIND_LABELS_OUT_OF_RANGE),
+}
+
+
+def _raised(build):
+  """What `build()` raises in a new graph."""
+  with tf.Graph().as_default():
+    with pytest.raises(Exception) as raised:
+      build()
+  return raised.value
+
+
+def _head_error_builds(case):
+  _, logits, labels = HEAD_ERRORS[case]
+
+  def spec(implementation, mode):
+    return _spec(implementation, mode=mode, logits=logits, labels=labels,
+                 train_op_fn=lambda loss: tf.no_op())
+
+  builds = {
+      'create_loss': lambda implementation: MULTI_HEADS[implementation](
+          _two_heads(implementation)).create_loss(
+              features={}, mode=TRAIN, logits=logits, labels=labels),
+      'eval': lambda implementation: spec(implementation, EVAL),
+      'train': lambda implementation: spec(implementation, TRAIN),
+  }
+  if case == 'logits_width':
+    # TF 1.x's create_loss takes logits of any width; its specs check them.
+    del builds['create_loss']
+    builds['predict'] = lambda implementation: spec(implementation, PREDICT)
+  return builds
+
+
+@pytest.mark.parametrize('case, call', [
+    (case, call) for case in sorted(HEAD_ERRORS)
+    for call in sorted(_head_error_builds(case))])
+def test_an_error_inside_a_head_names_it_as_the_type_tf1_raised(case, call):
+  build = _head_error_builds(case)[call]
+  tf1 = _raised(lambda: build('tf1'))
+  ours = _raised(lambda: build('ours'))
+  assert type(ours) is type(tf1)
+  assert type(ours.__cause__) is type(ours)
+  assert str(ours) == f"Head '{HEAD_ERRORS[case][0]}': {ours.__cause__}"
+  assert str(tf1).splitlines()[0] in str(ours)
+
+
+def test_an_error_inside_a_v2_head_names_it_too():
+  def build():
+    head = contrib.multi_head([tf.estimator.MultiClassHead(3, name='kind'),
+                               contrib.regression_head(name='price')])
+    head.create_estimator_spec(
+        features={}, mode=EVAL, labels=_TWO_HEAD_LABELS,
+        logits={**_TWO_HEAD_LOGITS, 'kind': np.zeros([2, 2], np.float32)})
+
+  error = _raised(build)
+  assert type(error) is ValueError
+  assert str(error).startswith(
+      "Head 'kind': logits shape must be [D0, D1, ... DN, logits_dimension], "
+      'got (2, 2).')

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tensorflow_multihead
 from tests import estimator_fixtures as fx
 
 pytestmark = pytest.mark.xdist_group('estimator')
@@ -410,6 +411,75 @@ def test_served_merged_predict_signature_holds_every_head_prediction(
   expected = {f'{name}/{key}': value
               for (name, key), value in custom_predictions['ours'].items()}
   _assert_same_arrays(outputs, expected, 'predict')
+
+
+# Heads of different loss_reductions: the checkpoint evaluates and exports
+# as under the reference; training refuses them, as the reference does.
+
+
+def _mixed_reduction_multi_head(multi_head_class):
+  heads = fx.make_heads()
+  heads[2] = tf.estimator.RegressionHead(
+      weight_column='w', name='value',
+      loss_reduction=tf.losses.Reduction.SUM)
+  return multi_head_class(heads, head_weights=list(fx.HEAD_WEIGHTS))
+
+
+@pytest.fixture(scope='module')
+def mixed_reduction(custom, tmp_path_factory):
+  """Evaluates, exports and tries to train under each side's mixed heads."""
+  examples = fx.serialized_examples(fx.make_data()[0]['x'])
+  results = {}
+  for side, multi_head_class in (('ours', tensorflow_multihead.MultiHead),
+                                 ('reference', tf.estimator.MultiHead)):
+    model_fn = fx.make_model_fn(
+        lambda cls=multi_head_class: _mixed_reduction_multi_head(cls),
+        custom.as_dict, custom.regularized)
+    estimator = tf.estimator.Estimator(
+        model_fn, config=fx.run_config(custom.model_dir))
+    export_dir = estimator.export_saved_model(
+        str(tmp_path_factory.mktemp(f'mixed_export_{side}')),
+        fx.serving_input_receiver_fn(), checkpoint_path=custom.checkpoint)
+    signatures = tf.saved_model.load(export_dir.decode()).signatures
+    # Training would fail while the graph is built, before any checkpoint;
+    # a directory of its own keeps the shared one safe all the same.
+    trainer = tf.estimator.Estimator(model_fn, config=fx.run_config(
+        tmp_path_factory.mktemp(f'mixed_train_{side}')))
+    with pytest.raises(Exception) as train_error:
+      trainer.train(fx.train_input_fn(), steps=1)
+    results[side] = types.SimpleNamespace(
+        metrics=estimator.evaluate(fx.eval_input_fn(), name=f'mixed_{side}',
+                                   checkpoint_path=custom.checkpoint),
+        served={key: _run_signature(signatures[key], examples)
+                for key in EXPECTED_SIGNATURE_KEYS},
+        train_error=train_error.value)
+  return results
+
+
+def test_mixed_loss_reductions_evaluate_the_checkpoint_like_reference(
+    mixed_reduction, custom_metrics):
+  ours = mixed_reduction['ours'].metrics
+  _assert_same_metrics(ours, mixed_reduction['reference'].metrics)
+  # The summed regression loss is 16 batch means of 16 rows: 16 times more.
+  np.testing.assert_allclose(ours['loss/value'],
+                             custom_metrics['ours']['loss/value'] * 16,
+                             rtol=1e-5)
+
+
+def test_mixed_loss_reductions_export_like_reference(mixed_reduction):
+  for key in EXPECTED_SIGNATURE_KEYS:
+    _assert_same_arrays(mixed_reduction['ours'].served[key],
+                        mixed_reduction['reference'].served[key], key)
+
+
+def test_mixed_loss_reductions_refuse_training_like_reference(
+    mixed_reduction):
+  for side in ('ours', 'reference'):
+    error = mixed_reduction[side].train_error
+    assert type(error) is ValueError, side
+    assert str(error).startswith(
+        'The loss_reduction must be the same for different heads. Given: '
+        "['sum_over_batch_size', 'sum_over_batch_size', 'sum']"), side
 
 
 # Canned estimators given head=MultiHead(...).

@@ -60,7 +60,9 @@ def multi_head(heads, head_weights=None, default_head=None):
   Labels are a dict keyed by head name; entries for no head are ignored, as
   TF 1.x did. Logits are such a dict (with no other entries) or one `Tensor`
   `[D0, ... DN, logits_dimension]`, split along its last dimension among the
-  heads, in order.
+  heads, in order. An error that a head raises comes out as the same type,
+  its message starting `Head '<name>': `. Heads may differ in
+  `loss_reduction`, as in TF 1.x.
 
   ```python
   def model_fn(features, labels, mode):
@@ -127,10 +129,9 @@ class TF1MultiHead(head_group.GroupedHead, _TF1_HEAD):
       labels: A dict of labels keyed by head name.
     """
     logits = self._group.logits_by_head(logits)
-    labels = self._group.labels_by_head(self._own(labels), ModeKeys.TRAIN)
-    specs = {head.name: head.create_loss(features, mode, logits[head.name],
-                                         labels[head.name])
-             for head in self._tf1_heads}
+    labels = self._group.labels_by_head(labels, ModeKeys.TRAIN)
+    specs = head_group.call_each(self._tf1_heads, lambda head: head.create_loss(
+        features, mode, logits[head.name], labels[head.name]))
     names = self._group.names
     head_weights = dict(zip(names, self._group.weights or (None,) * len(names)))
     return canned_head.LossSpec(
@@ -143,18 +144,6 @@ class TF1MultiHead(head_group.GroupedHead, _TF1_HEAD):
                  for name, spec in specs.items()},
         processed_labels={name: spec.processed_labels
                           for name, spec in specs.items()})
-
-  def _own(self, labels):
-    """The heads' entries of a labels dict.
-
-    Like `tf.contrib.estimator`, and unlike `tensorflow_multihead.MultiHead`,
-    this head ignores labels that no head is named after: TF 1.x input
-    functions that return more labels than a model learns keep working.
-    """
-    if not isinstance(labels, dict):
-      return labels
-    return {name: value for name, value in labels.items()
-            if name in self._group.names}
 
   def create_estimator_spec(self, features, mode, logits, labels=None,
                             optimizer=None, train_op_fn=None,
@@ -187,12 +176,11 @@ class TF1MultiHead(head_group.GroupedHead, _TF1_HEAD):
     if mode == ModeKeys.TRAIN:
       training.check_trainer(optimizer, train_op_fn)
     logits = self._group.logits_by_head(logits)
-    labels = self._group.labels_by_head(self._own(labels), mode)
-    specs = {
-        head.name: head.create_estimator_spec(
+    labels = self._group.labels_by_head(labels, mode)
+    specs = head_group.call_each(
+        self._tf1_heads, lambda head: head.create_estimator_spec(
             features=features, mode=mode, logits=logits[head.name],
-            labels=labels[head.name], train_op_fn=training.no_op_train_fn)
-        for head in self._tf1_heads}
+            labels=labels[head.name], train_op_fn=training.no_op_train_fn))
     predictions = self._group.merged_predictions(
         {name: spec.predictions for name, spec in specs.items()})
     if mode == ModeKeys.PREDICT:

@@ -1,0 +1,84 @@
+"""`MaskedHead` under `MirroredStrategy` over two CPUs (issue 8, item 3).
+
+Two child processes (`tests/support/masked_mirrored_job.py`) train,
+evaluate and export the same click + conversion model mirrored over two CPU
+devices: one with a `MaskedHead` conversion head given every row, one with
+`tf.estimator.MultiHead` whose model_fn cuts the conversion rows by hand.
+They end with the same weights, metrics and served outputs: each replica
+averages the conversion loss over its own clicked rows, as the hand-cut
+model does (and as PyTorch's DistributedDataParallel does with
+`ignore_index`), then the replicas' gradients are summed.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.differential import assert_same_results
+from tests.support import masked_mirrored_job as job
+
+pytestmark = pytest.mark.xdist_group('masked_distributed')
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TIMEOUT_SECS = 240
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """Both jobs, run at once; each one's JSON result."""
+  directory = tmp_path_factory.mktemp('masked_mirrored')
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(ROOT))
+  processes = {}
+  for head in ('masked', 'by_hand'):
+    log = open(directory / f'{head}.log', 'w')  # pylint: disable=consider-using-with
+    processes[head] = (subprocess.Popen(
+        [sys.executable, '-m', 'tests.support.masked_mirrored_job',
+         str(directory / f'{head}.json'), '--model-dir',
+         str(directory / head), '--head', head],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
+  try:
+    for head, (process, log) in processes.items():
+      status = process.wait(timeout=TIMEOUT_SECS)
+      log.close()
+      assert status == 0, (directory / f'{head}.log').read_text()[-3000:]
+  finally:
+    for process, log in processes.values():
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+      log.close()
+  return {head: json.loads(
+      (directory / f'{head}.json').read_text()) for head in processes}
+
+
+def test_every_replica_batch_has_clicked_and_unclicked_rows():
+  """So the hand-cut model's `loss/conversion` counts every batch too."""
+  conversion = job.make_data()[1]['conversion'].reshape(-1, job.BATCH)
+  assert np.all((conversion != -1).any(axis=1))
+  assert np.all((conversion == -1).any(axis=1))
+
+
+def test_mirrored_training_ends_with_the_hand_cut_models_weights(runs):
+  for name in ('kernel', 'bias'):
+    ours = np.array(runs['masked']['weights'][name])
+    np.testing.assert_allclose(ours, runs['by_hand']['weights'][name],
+                               rtol=0, atol=1e-7, err_msg=name)
+  assert np.abs(runs['masked']['weights']['kernel']).max() > 0.01
+
+
+def test_mirrored_evaluation_equals_the_hand_cut_models(runs):
+  ours, by_hand = runs['masked']['eval'], runs['by_hand']['eval']
+  assert set(ours) == set(by_hand)
+  assert {'auc/conversion', 'loss/conversion', 'auc/click'} <= set(ours)
+  for key, value in by_hand.items():
+    np.testing.assert_allclose(ours[key], value, rtol=1e-6, err_msg=key)
+
+
+def test_mirrored_export_serves_what_the_hand_cut_model_serves(runs):
+  ours, by_hand = runs['masked']['signatures'], runs['by_hand']['signatures']
+  assert 'conversion/predict' in ours
+  assert_same_results(ours, by_hand, rtol=1e-6)
