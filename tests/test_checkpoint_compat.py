@@ -1,9 +1,9 @@
 """Checkpoints move both ways between the reference multi-heads and ours.
 
 Issue 7, item 6. A model is trained `STEPS` steps under one multi-head class
-(its *origin*), then its `model_dir` is copied twice and training continues
-`MORE_STEPS` steps from each copy: once under the other class (the
-*successor*) and once under the origin again, the control. Each way round
+(its *origin*); training then continues `MORE_STEPS` steps in that
+`model_dir` under the other class (the *successor*), and, for a control,
+in a copy of it under the origin again. Each way round
 (reference to ours, ours to reference) and for four models:
 
 * `custom`: a `model_fn` of one dense layer whose logits
@@ -190,30 +190,30 @@ def handover(request, tmp_path_factory):
   model = MODELS[model_name]
   successor = _other(origin)
   base = tmp_path_factory.mktemp(f'{model_name}_from_{origin}')
-  start_dir = base / 'start'
+  model_dir, control_dir = base / 'model', base / 'control'
   with _deterministic_ops():
-    model.estimator(origin, start_dir).train(fx.train_input_fn(), steps=STEPS)
-    start = tf.train.latest_checkpoint(str(start_dir))
+    model.estimator(origin, model_dir).train(fx.train_input_fn(), steps=STEPS)
+    start = _variables(tf.train.latest_checkpoint(str(model_dir)))
+    shutil.copytree(model_dir, control_dir)
     continued = {}
-    for side in (successor, origin):
-      shutil.copytree(start_dir, base / side)
-      estimator = model.estimator(side, base / side)
+    # The successor carries on in the origin's own model_dir.
+    for side, directory in ((successor, model_dir), (origin, control_dir)):
+      estimator = model.estimator(side, directory)
       estimator.train(fx.train_input_fn(), steps=MORE_STEPS)
       continued[side] = estimator.latest_checkpoint()
   checkpoint = continued[successor]
-  successor_dir = base / successor
   metrics = {
-      side: model.estimator(side, successor_dir).evaluate(
+      side: model.estimator(side, model_dir).evaluate(
           fx.eval_input_fn(), checkpoint_path=checkpoint, name=side)
       for side in SIDES}
-  export_dir = model.estimator(successor, successor_dir).export_saved_model(
+  export_dir = model.estimator(successor, model_dir).export_saved_model(
       str(base / 'export'), fx.serving_input_receiver_fn(),
       checkpoint_path=checkpoint).decode()
-  predicted = _stacked(list(model.estimator(origin, successor_dir).predict(
+  predicted = _stacked(list(model.estimator(origin, model_dir).predict(
       fx.predict_input_fn(), checkpoint_path=checkpoint)))
   return Handover(
-      origin=origin, successor=successor, start=_variables(start),
-      continued=continued, metrics=metrics, served=_served(export_dir),
+      origin=origin, successor=successor, start=start, continued=continued,
+      metrics=metrics, served=_served(export_dir),
       predicted={'/'.join(key): value for key, value in predicted.items()})
 
 
