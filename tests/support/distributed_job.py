@@ -10,7 +10,8 @@ TensorFlow starts::
   TF_CONFIG='{...}' python -m tests.support.distributed_job cluster \\
       RESULT.json --model-dir DIR [--strategy parameter_server|multi_worker] \\
       [--steps 20] [--ready-file PATH] [--save-checkpoints-steps N] \\
-      [--step-delay SECS] [--progress-file PATH] [--nan-at-step K]
+      [--step-delay SECS] [--progress-file PATH] [--hold-file PATH] \\
+      [--nan-at-step K]
 
 `local` trains, evaluates and exports in this one process. With
 `--devices 2` it runs its sessions with two CPU devices and mirrors training
@@ -25,9 +26,10 @@ Both write what they saw as JSON to RESULT; on an error, its type and message
 
 For the fault tests (`tests/test_faults.py`), a cluster task can be slowed
 down (`--step-delay`, a pause before each of its steps: a long training run
-in small), report its progress after every step (`--progress-file`), save
-checkpoints often (`--save-checkpoints-steps`, all of them kept) and meet a
-batch whose regression labels are NaN (`--nan-at-step`).
+in small), held back from training until a file appears (`--hold-file`),
+report its progress after every step (`--progress-file`), save checkpoints
+often (`--save-checkpoints-steps`, all of them kept) and meet a batch whose
+regression labels are NaN (`--nan-at-step`).
 
 The model is linear, its weights start at zero, and the data is fixed, so two
 runs that mean the same arithmetic end with the same weights.
@@ -333,6 +335,23 @@ class _StepDelay(tf.estimator.SessionRunHook):
     time.sleep(self._seconds)
 
 
+class _HoldUntilFile(tf.estimator.SessionRunHook):
+  """Takes no step until `hold_file` exists: the other tasks train alone."""
+
+  def __init__(self, hold_file, timeout_secs=300):
+    self._hold_file = hold_file
+    self._timeout_secs = timeout_secs
+
+  def before_run(self, run_context):
+    del run_context  # Unused.
+    deadline = time.monotonic() + self._timeout_secs
+    while not os.path.exists(self._hold_file):
+      if time.monotonic() > deadline:
+        raise TimeoutError(f'{self._hold_file} did not appear within '
+                           f'{self._timeout_secs} s.')
+      time.sleep(0.05)
+
+
 class _FirstStepAfterPeers(tf.estimator.SessionRunHook):
   """Writes `ready_file` once the variables are initialized, then waits.
 
@@ -343,7 +362,7 @@ class _FirstStepAfterPeers(tf.estimator.SessionRunHook):
   this wait make sure the worker joins in, quickly.
   """
 
-  def __init__(self, ready_file, timeout_secs=90):
+  def __init__(self, ready_file, timeout_secs=300):
     self._ready_file = ready_file
     self._timeout_secs = timeout_secs
 
@@ -380,6 +399,8 @@ def run_cluster(args):
     hooks.append(_FirstStepAfterPeers(args.ready_file))
   if args.step_delay:
     hooks.append(_StepDelay(args.step_delay))
+  if args.hold_file:
+    hooks.append(_HoldUntilFile(args.hold_file))
   train_spec = tf.estimator.TrainSpec(
       functools.partial(train_input_fn, args.batch,
                         nan_at_batch=args.nan_at_step),
@@ -435,6 +456,8 @@ def parse_args(argv):
   parser.add_argument('--progress-file',
                       help='Rewritten after each step with the steps run '
                       'and the global step, as JSON.')
+  parser.add_argument('--hold-file',
+                      help='The task takes no step until this file exists.')
   parser.add_argument('--nan-at-step', type=int,
                       help='The training batch (from 0) whose `value` '
                       'labels are NaN.')
