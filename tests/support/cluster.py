@@ -18,7 +18,10 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-TIMEOUT_SECS = 120
+# How long a test's processes may take, all together. Generous: it only
+# bounds a hang, and a loaded 2-core machine can take minutes to start
+# TensorFlow in four processes at once.
+TIMEOUT_SECS = 300
 POLL_SECS = 0.05
 
 
