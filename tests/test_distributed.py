@@ -82,12 +82,14 @@ def _run_cluster(directory, strategy, trainers, max_steps,
       extra = []
       if task == 'chief' and later:
         extra = ['--ready-file', str(ready_file)]
-      started.append(cluster.Job(task, directory, common + extra, configs[task]))
+      started.append(
+          cluster.Job(task, directory, common + extra, configs[task]))
     if later:
       (chief,) = [each for each in started if each.name == 'chief']
       cluster.wait_until(ready_file.exists, chief, deadline,
                          f'it wrote {ready_file}')
-      started.append(cluster.Job('worker', directory, common, configs['worker']))
+      started.append(
+          cluster.Job('worker', directory, common, configs['worker']))
     results = {started_job.name: started_job.result(deadline)
                for started_job in started if started_job.name != 'ps'}
   results['model_dir'] = model_dir
@@ -356,7 +358,7 @@ def test_multi_worker_strategy_cannot_be_built_on_the_evaluator(tmp_path):
       [sys.executable, '-c',
        'import tensorflow as tf\n'
        'tf.distribute.experimental.MultiWorkerMirroredStrategy()'],
-      cwd=tmp_path, env=cluster.environment(config), capture_output=True, text=True,
-      timeout=cluster.TIMEOUT_SECS, check=False)
+      cwd=tmp_path, env=cluster.environment(config), capture_output=True,
+      text=True, timeout=cluster.TIMEOUT_SECS, check=False)
   assert build.returncode == 1
   assert build.stderr.rstrip().endswith("KeyError: 'evaluator'")

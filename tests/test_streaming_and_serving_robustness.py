@@ -325,7 +325,7 @@ BAD_REQUESTS = [
                r'Feature: x \(data type: float\) is required but could not '
                r'be found'),
     BadRequest('wrong_dtype_in_example',
-               [_example(x=('int64_list', tf.train.Int64List(value=[1, 2, 3])))],
+               [_example(x=('int64_list', tf.train.Int64List(value=[1] * 3)))],
                tf.errors.InvalidArgumentError,
                r"Key: x, Index: 0\.\s+Data types don't match\. Data type: "
                r'int64 but expected type: float'),
