@@ -91,26 +91,36 @@ def _custom_model_fn(make_head, tf1_head):
   return model_fn
 
 
+def _run_config(model_dir):
+  """`estimator_fixtures.run_config`, without Grappler.
+
+  Grappler only slows down these graphs, each run for a few steps.
+  """
+  session_config = tf.compat.v1.ConfigProto()
+  session_config.graph_options.rewrite_options.disable_meta_optimizer = True
+  return fx.run_config(model_dir).replace(session_config=session_config)
+
+
 def _custom(make_head, model_dir):
   return tf.estimator.Estimator(_custom_model_fn(make_head, tf1_head=False),
-                                config=fx.run_config(model_dir))
+                                config=_run_config(model_dir))
 
 
 def _contrib_custom(make_head, model_dir):
   return tf.estimator.Estimator(_custom_model_fn(make_head, tf1_head=True),
-                                config=fx.run_config(model_dir))
+                                config=_run_config(model_dir))
 
 
 def _dnn(make_head, model_dir):
   return tf.estimator.DNNEstimator(
       head=make_head(), hidden_units=[4],
-      feature_columns=fx.numeric_columns(), config=fx.run_config(model_dir))
+      feature_columns=fx.numeric_columns(), config=_run_config(model_dir))
 
 
 def _v1_dnn(make_head, model_dir):
   return tf.compat.v1.estimator.DNNEstimator(
       head=make_head(), hidden_units=[4],
-      feature_columns=fx.numeric_columns(), config=fx.run_config(model_dir))
+      feature_columns=fx.numeric_columns(), config=_run_config(model_dir))
 
 
 @dataclasses.dataclass
