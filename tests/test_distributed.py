@@ -21,27 +21,21 @@ that this file starts, waits for with a time limit, and always ends:
 The model is linear from zero weights on fixed data, so the runs can be
 compared number for number.
 """
-import contextlib
 import glob
-import json
 import os
-import pathlib
 import re
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.support import cluster
 from tests.support import distributed_job as job
 
 pytestmark = pytest.mark.xdist_group('distributed')
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TIMEOUT_SECS = 120
 STEPS = 4
 BATCH = 8  # Rows per input_fn batch, i.e. per replica.
 REPLICAS = 2
@@ -67,107 +61,6 @@ SIGNATURE_KEYS = {
 }
 
 
-# Processes.
-
-
-def _job_command(*args):
-  return [sys.executable, '-m', 'tests.support.distributed_job', *args]
-
-
-def _environment(tf_config=None):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  env['PYTHONPATH'] = os.pathsep.join(
-      [str(ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
-  env.pop('TF_CONFIG', None)
-  if tf_config is not None:
-    env['TF_CONFIG'] = json.dumps(tf_config)
-  return env
-
-
-class _Job:
-  """One child process: its command, log and JSON result."""
-
-  def __init__(self, name, directory, args, tf_config=None):
-    self.name = name
-    self.result_path = directory / f'{name}.json'
-    self.log_path = directory / f'{name}.log'
-    with open(self.log_path, 'w') as log:
-      self.process = subprocess.Popen(
-          _job_command(args[0], str(self.result_path), *args[1:]),
-          cwd=ROOT, env=_environment(tf_config), stdout=log,
-          stderr=subprocess.STDOUT)
-
-  def _log_tail(self, lines=40):
-    return '\n'.join(self.log_path.read_text().splitlines()[-lines:])
-
-  def result(self, deadline):
-    """Waits until `deadline` (monotonic) for the JSON result, or fails."""
-    try:
-      status = self.process.wait(timeout=max(deadline - time.monotonic(), 1))
-    except subprocess.TimeoutExpired:
-      self.stop()
-      pytest.fail(f'{self.name} still ran after {TIMEOUT_SECS} s:\n'
-                  f'{self._log_tail()}')
-    if status != 0:
-      pytest.fail(f'{self.name} exited with {status}:\n{self._log_tail()}')
-    return json.loads(self.result_path.read_text())
-
-  def stop(self):
-    if self.process.poll() is None:
-      self.process.kill()
-    self.process.wait(timeout=TIMEOUT_SECS)
-
-
-@contextlib.contextmanager
-def _jobs():
-  """Yields a list to add `_Job`s to and the time by which they must end.
-
-  Every job still running at exit, such as a parameter server, is killed.
-  """
-  started = []
-  try:
-    yield started, time.monotonic() + TIMEOUT_SECS
-  finally:
-    for started_job in started:
-      started_job.stop()
-
-
-def _free_loopback_ports(count):
-  """Ports free on 127.0.0.1, all distinct (each held until all are found)."""
-  with contextlib.ExitStack() as stack:
-    sockets = []
-    for _ in range(count):
-      sock = stack.enter_context(socket.socket())
-      sock.bind(('127.0.0.1', 0))
-      sockets.append(sock)
-    return [sock.getsockname()[1] for sock in sockets]
-
-
-def _tf_configs(trainers, with_evaluator):
-  """`TF_CONFIG` for each task of a loopback cluster of `trainers` tasks.
-
-  Args:
-    trainers: Task types in the cluster, e.g. `['chief', 'worker', 'ps']`.
-    with_evaluator: Whether to add an evaluator, which is not in the cluster.
-
-  Returns:
-    `{task type: TF_CONFIG dict}`.
-  """
-  ports = _free_loopback_ports(len(trainers))
-  cluster = {task: [f'127.0.0.1:{port}'] for task, port in zip(trainers, ports)}
-  tasks = list(trainers) + (['evaluator'] if with_evaluator else [])
-  return {task: {'cluster': cluster, 'task': {'type': task, 'index': 0}}
-          for task in tasks}
-
-
-def _wait_for_file(path, started_job, deadline):
-  while not path.exists():
-    if started_job.process.poll() is not None or time.monotonic() > deadline:
-      started_job.result(deadline)  # Fails with the job's log.
-      pytest.fail(f'{started_job.name} ended without writing {path}.')
-    time.sleep(0.1)
-
-
 def _run_cluster(directory, strategy, trainers, max_steps,
                  start_worker_when_chief_is_ready=False):
   """Runs a cluster with an evaluator; returns each task's result.
@@ -180,20 +73,23 @@ def _run_cluster(directory, strategy, trainers, max_steps,
   """
   model_dir = directory / 'model'
   ready_file = directory / 'chief_ready'
-  configs = _tf_configs(trainers, with_evaluator=True)
+  configs = cluster.tf_configs(trainers, with_evaluator=True)
   common = ['cluster', '--model-dir', str(model_dir), '--strategy', strategy,
             '--steps', str(max_steps), '--batch', str(BATCH)]
   later = {'worker'} if start_worker_when_chief_is_ready else set()
-  with _jobs() as (started, deadline):
+  with cluster.jobs() as (started, deadline):
     for task in [task for task in configs if task not in later]:
       extra = []
       if task == 'chief' and later:
         extra = ['--ready-file', str(ready_file)]
-      started.append(_Job(task, directory, common + extra, configs[task]))
+      started.append(
+          cluster.Job(task, directory, common + extra, configs[task]))
     if later:
       (chief,) = [each for each in started if each.name == 'chief']
-      _wait_for_file(ready_file, chief, deadline)
-      started.append(_Job('worker', directory, common, configs['worker']))
+      cluster.wait_until(ready_file.exists, chief, deadline,
+                         f'it wrote {ready_file}')
+      started.append(
+          cluster.Job('worker', directory, common, configs['worker']))
     results = {started_job.name: started_job.result(deadline)
                for started_job in started if started_job.name != 'ps'}
   results['model_dir'] = model_dir
@@ -256,9 +152,9 @@ def local_runs(tmp_path_factory):
       'unscaled_half_rate': mirrored + [
           '--train-op-fn', '--learning-rate', str(job.LEARNING_RATE / 2)],
   }
-  with _jobs() as (started, deadline):
+  with cluster.jobs() as (started, deadline):
     for name, args in runs.items():
-      started.append(_Job(
+      started.append(cluster.Job(
           name, directory,
           ['local', '--model-dir', str(directory / name),
            '--steps', str(STEPS)] + args))
@@ -455,14 +351,14 @@ def test_multi_worker_evaluator_equals_single_device_evaluation(
 def test_multi_worker_strategy_cannot_be_built_on_the_evaluator(tmp_path):
   """Why the job builds no strategy on the evaluator task (README note)."""
   (config,) = [
-      tf_config for task, tf_config in _tf_configs(
+      tf_config for task, tf_config in cluster.tf_configs(
           ['chief', 'worker'], with_evaluator=True).items()
       if task == 'evaluator']
   build = subprocess.run(
       [sys.executable, '-c',
        'import tensorflow as tf\n'
        'tf.distribute.experimental.MultiWorkerMirroredStrategy()'],
-      cwd=tmp_path, env=_environment(config), capture_output=True, text=True,
-      timeout=TIMEOUT_SECS, check=False)
+      cwd=tmp_path, env=cluster.environment(config), capture_output=True,
+      text=True, timeout=cluster.TIMEOUT_SECS, check=False)
   assert build.returncode == 1
   assert build.stderr.rstrip().endswith("KeyError: 'evaluator'")

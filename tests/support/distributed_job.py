@@ -9,7 +9,9 @@ TensorFlow starts::
       [--learning-rate 0.1] [--train-op-fn]
   TF_CONFIG='{...}' python -m tests.support.distributed_job cluster \\
       RESULT.json --model-dir DIR [--strategy parameter_server|multi_worker] \\
-      [--steps 20] [--ready-file PATH]
+      [--steps 20] [--ready-file PATH] [--save-checkpoints-steps N] \\
+      [--step-delay SECS] [--progress-file PATH] [--hold-file PATH] \\
+      [--nan-at-step K]
 
 `local` trains, evaluates and exports in this one process. With
 `--devices 2` it runs its sessions with two CPU devices and mirrors training
@@ -21,6 +23,13 @@ through a `FinalExporter`. A parameter server serves until it is killed.
 
 Both write what they saw as JSON to RESULT; on an error, its type and message
 (and the process exits with status 1).
+
+For the fault tests (`tests/test_faults.py`), a cluster task can be slowed
+down (`--step-delay`, a pause before each of its steps: a long training run
+in small), held back from training until a file appears (`--hold-file`),
+report its progress after every step (`--progress-file`), save checkpoints
+often (`--save-checkpoints-steps`, all of them kept) and meet a batch whose
+regression labels are NaN (`--nan-at-step`).
 
 The model is linear, its weights start at zero, and the data is fixed, so two
 runs that mean the same arithmetic end with the same weights.
@@ -90,19 +99,35 @@ def _record_input_context(input_context):
     })
 
 
-def train_input_fn(batch_size, input_context=None):
+def train_input_fn(batch_size, input_context=None, nan_at_batch=None):
   """Cycles through the data in order, `batch_size` rows a batch.
 
   Where a strategy runs one input pipeline per worker, pipeline `i` of `n`
   reads rows `i`, `i + n`, ... So when each of `n` workers takes one batch a
   step, a step covers the same rows as one batch `n` times as large.
+
+  With `nan_at_batch`, that batch (counted from 0) has NaN `value` labels,
+  so the loss of the step that reads it is NaN.
   """
   _record_input_context(input_context)
   dataset = tf.data.Dataset.from_tensor_slices(make_data())
   if input_context is not None:
     dataset = dataset.shard(input_context.num_input_pipelines,
                             input_context.input_pipeline_id)
-  return dataset.repeat().batch(batch_size, drop_remainder=True)
+  dataset = dataset.repeat().batch(batch_size, drop_remainder=True)
+  if nan_at_batch is None:
+    return dataset
+  return dataset.enumerate().map(
+      functools.partial(_nan_values_in_batch, nan_at_batch))
+
+
+def _nan_values_in_batch(nan_at_batch, index, batch):
+  features, labels = batch
+  value = labels['value']
+  labels = dict(labels, value=tf.where(
+      tf.equal(index, nan_at_batch), tf.fill(tf.shape(value), float('nan')),
+      value))
+  return features, labels
 
 
 def eval_input_fn(batch_size, input_context=None):
@@ -257,21 +282,74 @@ def _cluster_strategy(name, task_type):
 
 
 class _TrainingWatch(tf.estimator.SessionRunHook):
-  """Counts the training steps this process runs; keeps its last weights."""
+  """Counts the training steps this process runs; keeps its last weights.
 
-  def __init__(self):
+  With a `progress_file`, it also keeps the global step when the session
+  starts (for a chief, the step of the checkpoint it restored) and after each
+  of this process's steps, and rewrites that file after every step with
+  `{"steps_run": ..., "global_step": ...}` (whole: written aside, then moved).
+  """
+
+  def __init__(self, progress_file=None):
     self.steps = 0
     self.weights = None
+    self.start_step = None
+    self.global_steps = []
+    self._progress_file = progress_file
+
+  def begin(self):
+    self._global_step = tf.compat.v1.train.get_global_step()
+
+  def after_create_session(self, session, coord):
+    del coord  # Unused.
+    if self._progress_file:
+      self.start_step = int(session.run(self._global_step))
 
   def after_run(self, run_context, run_values):
-    del run_context, run_values  # Only the count matters.
+    del run_values  # The global step is read after the step, below.
     self.steps += 1
+    if self._progress_file:
+      self.global_steps.append(
+          int(run_context.session.run(self._global_step)))
+      written = f'{self._progress_file}.part'
+      with open(written, 'w') as progress:
+        json.dump({'steps_run': self.steps,
+                   'global_step': self.global_steps[-1]}, progress)
+      os.replace(written, self._progress_file)
 
   def end(self, session):
     # Read here, this is what this process's own replica holds at the end.
     self.weights = {
         variable.op.name: _plain(session.run(variable))
         for variable in tf.compat.v1.trainable_variables()}
+
+
+class _StepDelay(tf.estimator.SessionRunHook):
+  """Pauses before each step: a long training run, slowed down to be seen."""
+
+  def __init__(self, seconds):
+    self._seconds = seconds
+
+  def before_run(self, run_context):
+    del run_context  # Unused.
+    time.sleep(self._seconds)
+
+
+class _HoldUntilFile(tf.estimator.SessionRunHook):
+  """Takes no step until `hold_file` exists: the other tasks train alone."""
+
+  def __init__(self, hold_file, timeout_secs=300):
+    self._hold_file = hold_file
+    self._timeout_secs = timeout_secs
+
+  def before_run(self, run_context):
+    del run_context  # Unused.
+    deadline = time.monotonic() + self._timeout_secs
+    while not os.path.exists(self._hold_file):
+      if time.monotonic() > deadline:
+        raise TimeoutError(f'{self._hold_file} did not appear within '
+                           f'{self._timeout_secs} s.')
+      time.sleep(0.05)
 
 
 class _FirstStepAfterPeers(tf.estimator.SessionRunHook):
@@ -284,7 +362,7 @@ class _FirstStepAfterPeers(tf.estimator.SessionRunHook):
   this wait make sure the worker joins in, quickly.
   """
 
-  def __init__(self, ready_file, timeout_secs=90):
+  def __init__(self, ready_file, timeout_secs=300):
     self._ready_file = ready_file
     self._timeout_secs = timeout_secs
 
@@ -304,20 +382,29 @@ class _FirstStepAfterPeers(tf.estimator.SessionRunHook):
 def run_cluster(args):
   """Runs `train_and_evaluate` as the `TF_CONFIG` task; returns what it did."""
   task = json.loads(os.environ['TF_CONFIG'])['task']
+  checkpoints = {}
+  if args.save_checkpoints_steps:
+    checkpoints = {'save_checkpoints_steps': args.save_checkpoints_steps,
+                   'keep_checkpoint_max': 0}  # 0 keeps them all.
   config = tf.estimator.RunConfig(
       model_dir=args.model_dir,
       train_distribute=_cluster_strategy(args.strategy, task['type']),
       # Workers start at once instead of waiting 5 s per task index.
-      experimental_max_worker_delay_secs=0)
+      experimental_max_worker_delay_secs=0, **checkpoints)
   estimator = tf.estimator.Estimator(
       model_fn=model_fn, config=config, params=_params(args))
-  watch = _TrainingWatch()
+  watch = _TrainingWatch(args.progress_file)
   hooks = [watch]
   if args.ready_file:
     hooks.append(_FirstStepAfterPeers(args.ready_file))
+  if args.step_delay:
+    hooks.append(_StepDelay(args.step_delay))
+  if args.hold_file:
+    hooks.append(_HoldUntilFile(args.hold_file))
   train_spec = tf.estimator.TrainSpec(
-      functools.partial(train_input_fn, args.batch), max_steps=args.steps,
-      hooks=hooks)
+      functools.partial(train_input_fn, args.batch,
+                        nan_at_batch=args.nan_at_step),
+      max_steps=args.steps, hooks=hooks)
   eval_spec = tf.estimator.EvalSpec(
       functools.partial(eval_input_fn, args.batch), steps=None,
       exporters=[tf.estimator.FinalExporter(EXPORTER_NAME, serving_input_fn)],
@@ -328,6 +415,8 @@ def run_cluster(args):
       'model_fn_calls': _MODEL_FN_CALLS,
       'input_contexts': _INPUT_CONTEXTS,
       'steps_run': watch.steps,
+      'start_step': watch.start_step,
+      'global_steps': watch.global_steps,
       'final_weights': watch.weights,
   }
   if task['type'] == 'evaluator':
@@ -360,6 +449,18 @@ def parse_args(argv):
                       'another task has taken one.')
   parser.add_argument('--strategy', default='parameter_server',
                       choices=('parameter_server', 'multi_worker'))
+  parser.add_argument('--save-checkpoints-steps', type=int,
+                      help='Save every N steps and keep every checkpoint.')
+  parser.add_argument('--step-delay', type=float, default=0.,
+                      help='Seconds this task pauses before each step.')
+  parser.add_argument('--progress-file',
+                      help='Rewritten after each step with the steps run '
+                      'and the global step, as JSON.')
+  parser.add_argument('--hold-file',
+                      help='The task takes no step until this file exists.')
+  parser.add_argument('--nan-at-step', type=int,
+                      help='The training batch (from 0) whose `value` '
+                      'labels are NaN.')
   return parser.parse_args(argv)
 
 
