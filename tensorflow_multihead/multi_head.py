@@ -31,6 +31,7 @@ from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
 from tensorflow_multihead import base_head
 from tensorflow_multihead import head_group
+from tensorflow_multihead import loss_merger
 
 _MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 # Where the summed regularization losses travel among the metric tensors.
@@ -169,7 +170,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
   heads' `logits_dimension`s, in the heads' order.
 
   * TRAIN: `optimizer` or `train_op_fn` minimizes one loss: each head's loss
-    times its weight, plus `regularization_losses`.
+    times its weight (fixed, or learned with `loss_weighting`), plus
+    `regularization_losses`.
   * EVAL: each head's metrics, which the heads key as `<metric>/<head>`, and
     `loss/<head>`: the loss each head reports.
   * PREDICT: predictions keyed `(head, key)`. The export serves
@@ -205,16 +207,23 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       in the sum. If `None`, every loss counts once.
     default_head: Optional name of the head served as `serving_default`.
       Defaults to the first head.
+    loss_weighting: Optional `tensorflow_multihead.weighting` method
+      learning the weights of the losses; `head_weights` then multiply the
+      losses before it, as fixed priors. See that module.
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
       `head_weights` of another length than `heads`; heads with different
       `loss_reduction`s; an unknown `default_head`.
-    TypeError: A head that is not a `Head`; a weight that is not a number.
+    TypeError: A head that is not a `Head`; a weight that is not a number;
+      a `loss_weighting` that is not a `weighting` method.
   """
 
-  def __init__(self, heads, head_weights=None, default_head=None):
+  def __init__(self, heads, head_weights=None, default_head=None,
+               loss_weighting=None):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
+    self._merger = loss_merger.LossMerger(self._group, loss_weighting,
+                                          self.name)
     self._loss_reduction = _check_loss_reductions(self._group.heads)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
     self._loss_keys = {
@@ -228,6 +237,11 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """The `loss_reduction` that every head shares."""
     return self._loss_reduction
 
+  @property
+  def loss_weighting(self):
+    """The `weighting` method learning the loss weights, or `None`."""
+    return self._merger.loss_weighting
+
   # The Head interface, one call at a time.
 
   def loss(self, labels, logits, features=None, mode=None,
@@ -236,10 +250,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     logits = self._group.logits_by_head(logits)
     labels = self._group.labels_by_head(labels, mode or ModeKeys.TRAIN)
     features = {} if features is None else features  # Heads read weights.
-    return self._group.weighted_sum(
+    return self._merger.merge(
         [head.loss(labels=labels[head.name], logits=logits[head.name],
                    features=features, mode=mode) for head in self.heads],
-        head_group.sum_or_none(regularization_losses))
+        head_group.sum_or_none(regularization_losses)).loss
 
   def predictions(self, logits, keys=None):
     """Returns the heads' predictions keyed `(head name, key)`.
@@ -391,19 +405,22 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
             export_outputs=self._group.merged_export_outputs(
                 {part.name: part.spec.export_outputs for part in parts}))
       regularization_loss = head_group.sum_or_none(regularization_losses)
-      loss = self._group.weighted_sum([part.spec.loss for part in parts],
-                                      regularization_loss)
+      merged = self._merger.merge([part.spec.loss for part in parts],
+                                  regularization_loss)
+      loss = merged.loss
       if mode == ModeKeys.EVAL:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions, loss=loss,
-            eval_metrics=self._eval_metrics(parts, regularization_loss))
-      train_op = base_head.create_estimator_spec_train_op(
+            eval_metrics=merged.eval_metrics(
+                self._eval_metrics(parts, regularization_loss)))
+      train_op = merged.train_op(base_head.create_estimator_spec_train_op(
           head_name=self.name, optimizer=optimizer,
-          trainable_variables=trainable_variables, train_op_fn=train_op_fn,
-          update_ops=update_ops, regularized_training_loss=loss,
-          loss_reduction=self.loss_reduction)
+          trainable_variables=merged.trainable_variables(trainable_variables),
+          train_op_fn=train_op_fn, update_ops=update_ops,
+          regularized_training_loss=loss, loss_reduction=self.loss_reduction))
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])
+      merged.add_summaries()
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
           mode=mode, predictions=predictions, loss=loss, train_op=train_op,
           eval_metrics=self._train_metrics(parts))

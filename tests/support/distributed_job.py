@@ -6,14 +6,17 @@ TensorFlow starts::
 
   python -m tests.support.distributed_job local RESULT.json --model-dir DIR \\
       [--head ours|reference] [--devices 2] [--batch 8] [--steps 4] \\
-      [--learning-rate 0.1] [--train-op-fn]
+      [--learning-rate 0.1] [--train-op-fn] \\
+      [--loss-weighting uncertainty|dynamic_weight_average|gradnorm]
   TF_CONFIG='{...}' python -m tests.support.distributed_job cluster \\
       RESULT.json --model-dir DIR [--strategy parameter_server|multi_worker] \\
       [--steps 20] [--ready-file PATH]
 
 `local` trains, evaluates and exports in this one process. With
 `--devices 2` it runs its sessions with two CPU devices and mirrors training
-and evaluation over them with `MirroredStrategy`.
+and evaluation over them with `MirroredStrategy`. With `--loss-weighting`,
+our `MultiHead` learns its loss weights (`tensorflow_multihead.weighting`),
+and the result holds the weighting's variables too.
 
 `cluster` runs `tf.estimator.train_and_evaluate` as the task that `TF_CONFIG`
 names (chief, worker, ps or evaluator); the evaluator exports the final model
@@ -38,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 import tensorflow_multihead
+from tensorflow_multihead import weighting
 
 ROWS = 64
 N_FEATURES = 3
@@ -67,8 +71,23 @@ def make_data(seed=11):
   return {'x': x}, labels
 
 
-def make_multi_head(kind):
-  """Returns our `MultiHead` or, for `kind='reference'`, TF's."""
+# The learned loss weightings `--loss-weighting` names; a window of one step,
+# so that a few steps complete several (GradNorm's shared variable: the
+# kernel that every head's logits come from).
+LOSS_WEIGHTINGS = {
+    'uncertainty': lambda: weighting.Uncertainty(),
+    'dynamic_weight_average': lambda: weighting.DynamicWeightAverage(
+        window=1),
+    'gradnorm': lambda: weighting.GradNorm(
+        alpha=1., shared_variables=['kernel'], learning_rate=0.1),
+}
+
+
+def make_multi_head(kind, loss_weighting=None):
+  """Returns our `MultiHead` or, for `kind='reference'`, TF's.
+
+  `loss_weighting` names one of `LOSS_WEIGHTINGS` for ours.
+  """
   heads = [
       tf.estimator.BinaryClassHead(name=HEAD_NAMES[0]),
       tf.estimator.MultiClassHead(n_classes=N_KINDS, name=HEAD_NAMES[1]),
@@ -78,6 +97,9 @@ def make_multi_head(kind):
       'ours': tensorflow_multihead.MultiHead,
       'reference': tf.estimator.MultiHead,
   }[kind]
+  if loss_weighting:
+    return multi_head_class(heads, head_weights=list(HEAD_WEIGHTS),
+                            loss_weighting=LOSS_WEIGHTINGS[loss_weighting]())
   return multi_head_class(heads, head_weights=list(HEAD_WEIGHTS))
 
 
@@ -127,7 +149,7 @@ def model_fn(features, labels, mode, params):
   `train_op_fn`: if true, the head gets a `train_op_fn` that minimizes the
   loss as given instead of the optimizer itself.
   """
-  head = make_multi_head(params['head'])
+  head = make_multi_head(params['head'], params['loss_weighting'])
   _MODEL_FN_CALLS.append({
       'mode': mode,
       'batch': features['x'].shape[0],
@@ -193,12 +215,20 @@ def _plain(value):
 
 def _params(args):
   return {'head': args.head, 'learning_rate': args.learning_rate,
-          'train_op_fn': args.train_op_fn}
+          'train_op_fn': args.train_op_fn,
+          'loss_weighting': args.loss_weighting}
 
 
 def _weights(estimator):
   return {name: _plain(estimator.get_variable_value(name))
           for name in ('kernel', 'bias')}
+
+
+def _loss_weighting_state(estimator):
+  """The learned loss weighting's variables, keyed by their last name."""
+  return {name.rsplit('/', 1)[-1]: _plain(estimator.get_variable_value(name))
+          for name in estimator.get_variable_names()
+          if '/loss_weighting/' in name and 'training/' not in name}
 
 
 def _mirrored_over_cpus(devices):
@@ -238,6 +268,7 @@ def run_local(args):
       'global_step': int(estimator.get_variable_value('global_step')),
       'checkpoint': tf.train.latest_checkpoint(args.model_dir),
       'weights': _weights(estimator),
+      'loss_weighting': _loss_weighting_state(estimator),
       'eval': {key: _plain(value) for key, value in metrics.items()},
       'export_dir': export_dir,
       'signatures': run_signatures(export_dir),
@@ -354,6 +385,8 @@ def parse_args(argv):
   parser.add_argument('--learning-rate', type=float, default=LEARNING_RATE)
   parser.add_argument('--train-op-fn', action='store_true',
                       help='Hand the head a train_op_fn, not the optimizer.')
+  parser.add_argument('--loss-weighting', choices=sorted(LOSS_WEIGHTINGS),
+                      help='Our MultiHead learns its loss weights this way.')
   parser.add_argument('--ready-file',
                       help='A chief writes it when its variables are '
                       'initialized, then takes its first step only after '
