@@ -7,12 +7,14 @@ TensorFlow starts::
   python -m tests.support.distributed_job local RESULT.json --model-dir DIR \\
       [--head ours|reference] [--devices 2] [--batch 8] [--steps 4] \\
       [--learning-rate 0.1] [--train-op-fn] \\
-      [--loss-weighting uncertainty|dynamic_weight_average|gradnorm]
+      [--loss-weighting uncertainty|dynamic_weight_average|gradnorm] \\
+      [--skip-export]
   TF_CONFIG='{...}' python -m tests.support.distributed_job cluster \\
       RESULT.json --model-dir DIR [--strategy parameter_server|multi_worker] \\
       [--steps 20] [--ready-file PATH]
 
-`local` trains, evaluates and exports in this one process. With
+`local` trains, evaluates and (unless `--skip-export`) exports in this one
+process. With
 `--devices 2` it runs its sessions with two CPU devices and mirrors training
 and evaluation over them with `MirroredStrategy`. With `--loss-weighting`,
 our `MultiHead` learns its loss weights (`tensorflow_multihead.weighting`),
@@ -225,10 +227,13 @@ def _weights(estimator):
 
 
 def _loss_weighting_state(estimator):
-  """The learned loss weighting's variables, keyed by their last name."""
-  return {name.rsplit('/', 1)[-1]: _plain(estimator.get_variable_value(name))
-          for name in estimator.get_variable_names()
-          if '/loss_weighting/' in name and 'training/' not in name}
+  """The learned loss weighting's variables (not their optimizer slots)."""
+  state = {}
+  for name in estimator.get_variable_names():
+    short_name = name.partition('/loss_weighting/')[2]
+    if short_name and '/' not in short_name:
+      state[short_name] = _plain(estimator.get_variable_value(name))
+  return state
 
 
 def _mirrored_over_cpus(devices):
@@ -249,7 +254,7 @@ def _mirrored_over_cpus(devices):
 
 
 def run_local(args):
-  """Trains, evaluates and exports in this process."""
+  """Trains, evaluates and exports (unless told not to) in this process."""
   session_config, train_distribute, eval_distribute = _mirrored_over_cpus(
       args.devices)
   config = tf.estimator.RunConfig(
@@ -260,9 +265,7 @@ def run_local(args):
   estimator.train(functools.partial(train_input_fn, args.batch),
                   steps=args.steps)
   metrics = estimator.evaluate(functools.partial(eval_input_fn, args.batch))
-  export_dir = estimator.export_saved_model(
-      os.path.join(args.model_dir, 'export'), serving_input_fn).decode()
-  return {
+  result = {
       'model_fn_calls': _MODEL_FN_CALLS,
       'input_contexts': _INPUT_CONTEXTS,
       'global_step': int(estimator.get_variable_value('global_step')),
@@ -270,9 +273,13 @@ def run_local(args):
       'weights': _weights(estimator),
       'loss_weighting': _loss_weighting_state(estimator),
       'eval': {key: _plain(value) for key, value in metrics.items()},
-      'export_dir': export_dir,
-      'signatures': run_signatures(export_dir),
   }
+  if not args.skip_export:
+    export_dir = estimator.export_saved_model(
+        os.path.join(args.model_dir, 'export'), serving_input_fn).decode()
+    result.update(export_dir=export_dir,
+                  signatures=run_signatures(export_dir))
+  return result
 
 
 def _cluster_strategy(name, task_type):
@@ -385,6 +392,8 @@ def parse_args(argv):
   parser.add_argument('--learning-rate', type=float, default=LEARNING_RATE)
   parser.add_argument('--train-op-fn', action='store_true',
                       help='Hand the head a train_op_fn, not the optimizer.')
+  parser.add_argument('--skip-export', action='store_true',
+                      help='`local`: train and evaluate only.')
   parser.add_argument('--loss-weighting', choices=sorted(LOSS_WEIGHTINGS),
                       help='Our MultiHead learns its loss weights this way.')
   parser.add_argument('--ready-file',
