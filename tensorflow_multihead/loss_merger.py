@@ -12,7 +12,7 @@ summaries and the EVAL metrics `loss_weight/<head>`.
 >>> group = head_group.HeadGroup([tf.estimator.RegressionHead(name='a'),
 ...                               tf.estimator.RegressionHead(name='b')],
 ...                              head_weights=[1., 2.])
->>> merger = loss_merger.LossMerger(group, weighting.Uncertainty(), 'a_b')
+>>> merger = loss_merger.LossMerger(group, weighting.Uncertainty())
 >>> merged = merger.merge([tf.constant(3.), tf.constant(1.)])
 >>> float(merged.loss)  # 0.5 * 3 + 0.5 * (2 * 1), every s_i still 0.
 2.5
@@ -38,17 +38,20 @@ class LossMerger:
   one spec (or one `loss()` call). Without a `loss_weighting` it is the
   weighted sum of `group` (a `head_group.HeadGroup`). With one, its state
   is created once per graph (and once in eager mode), under the name scope
-  `<scope>/loss_weighting/`.
+  `<head names joined by _>/loss_weighting/`, as the merged head is named.
 
   Raises:
     TypeError: `loss_weighting` is neither `None` nor a `LossWeighting`.
+    ValueError: One of `group`'s heads is a merged head with a
+      `loss_weighting` of its own.
   """
 
-  def __init__(self, group, loss_weighting, scope):
+  def __init__(self, group, loss_weighting):
     _check_loss_weighting(loss_weighting)
+    _check_not_nested(group)
     self.loss_weighting = loss_weighting
     self._group = group
-    self._scope = scope
+    self._scope = '_'.join(group.names)
     self._graph_variables = weakref.WeakKeyDictionary()
     self._eager_variables = None
 
@@ -131,6 +134,20 @@ def _check_loss_weighting(loss_weighting):
         'method (Uncertainty(), DynamicWeightAverage(...), GradNorm(...)); '
         f'given {loss_weighting!r} of type {type(loss_weighting).__name__}, '
         f'which has no {missing}.')
+
+
+def _check_not_nested(group):
+  """Raises if a merged head among `group`'s heads learns its weights.
+
+  The outer head trains only its own merged loss: an inner one's weighting
+  would never be updated.
+  """
+  for head in group.heads:
+    if getattr(head, 'loss_weighting', None) is not None:
+      raise ValueError(
+          f'Head {head.name!r} is a merged head with a loss_weighting, inside '
+          'another merged head, which would never update it. Give the '
+          'loss_weighting to the outermost MultiHead.')
 
 
 class _Learned:

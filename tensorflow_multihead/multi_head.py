@@ -170,8 +170,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
   heads' `logits_dimension`s, in the heads' order.
 
   * TRAIN: `optimizer` or `train_op_fn` minimizes one loss: each head's loss
-    times its weight (fixed, or learned with `loss_weighting`), plus
-    `regularization_losses`.
+    times its weight, plus `regularization_losses`.
   * EVAL: each head's metrics, which the heads key as `<metric>/<head>`, and
     `loss/<head>`: the loss each head reports.
   * PREDICT: predictions keyed `(head, key)`. The export serves
@@ -207,9 +206,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       in the sum. If `None`, every loss counts once.
     default_head: Optional name of the head served as `serving_default`.
       Defaults to the first head.
-    loss_weighting: Optional `tensorflow_multihead.weighting` method
-      learning the weights of the losses; `head_weights` then multiply the
-      losses before it, as fixed priors. See that module.
+    loss_weighting: Optional `weighting` method learning the loss weights;
+      `head_weights` then multiply the losses before it, as fixed priors.
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
@@ -222,8 +220,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
   def __init__(self, heads, head_weights=None, default_head=None,
                loss_weighting=None):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
-    self._merger = loss_merger.LossMerger(self._group, loss_weighting,
-                                          self.name)
+    self._merger = loss_merger.LossMerger(self._group, loss_weighting)
     self._loss_reduction = _check_loss_reductions(self._group.heads)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
     self._loss_keys = {

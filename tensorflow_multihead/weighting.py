@@ -185,7 +185,8 @@ class DynamicWeightAverage(LossWeighting):
     ValueError: A non-positive `temperature` or `window`.
     TypeError: Either is not a number (`window`: an integer).
 
-  >>> state = {'window_means': tf.constant([[2., 2.], [1., 2.]]),  # Before, last.
+  >>> # The windows' mean losses: the one before, then the last one.
+  >>> state = {'window_means': tf.constant([[2., 2.], [1., 2.]]),
   ...          'complete_windows': tf.constant(2.)}
   >>> # r = [0.5, 1]: the second loss stopped falling, it gets more weight.
   >>> DynamicWeightAverage(temperature=2.).weights(state).numpy()
@@ -374,16 +375,16 @@ def _resolve_variables(variables):
   by_name = {}
   for variable in tf.compat.v1.global_variables():
     # Not `variable.op.name`: a mirrored variable answers with its replica's.
-    by_name.setdefault(variable.name, variable)
     by_name.setdefault(variable.name.rsplit(':', 1)[0], variable)
   resolved = []
   for variable in variables:
     if isinstance(variable, str):
-      if variable not in by_name:
+      name = variable[:-2] if variable.endswith(':0') else variable
+      if name not in by_name:
         raise ValueError(
             f'GradNorm shared variable {variable!r} is not a variable of the '
             f'graph. Its variables are: {sorted(by_name)[:20]}.')
-      variable = by_name[variable]
+      variable = by_name[name]
     elif variable.graph is not graph:
       raise ValueError(
           f'GradNorm shared variable {variable.name!r} belongs to another '

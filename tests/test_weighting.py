@@ -119,7 +119,7 @@ def _merged(execution, method_name, state):
     return merger.merge([tf.constant(loss, tf.float32) for loss in
                          HEAD_LOSSES], tf.constant(REGULARIZATION))
 
-  merger = loss_merger.LossMerger(group, make_method(method_name), 'near_far')
+  merger = loss_merger.LossMerger(group, make_method(method_name))
   if execution == 'eager':
     for name, value in state.items():
       merger.variables()[name].assign(np.asarray(value, np.float32))
@@ -171,7 +171,7 @@ def test_head_weights_multiply_each_loss_before_the_learned_weighting():
   state = STATES['uncertainty']
   with_prior, _ = _merged('eager', 'uncertainty', state)
   group = head_group.HeadGroup(_heads())  # No prior: give p_i * loss_i.
-  merger = loss_merger.LossMerger(group, weighting.Uncertainty(), 'near_far')
+  merger = loss_merger.LossMerger(group, weighting.Uncertainty())
   merger.variables()['log_variances'].assign(state['log_variances'])
   merged = merger.merge([tf.constant(loss, tf.float32) for loss in LOSSES],
                         tf.constant(REGULARIZATION))
@@ -434,6 +434,13 @@ def test_a_weighting_class_instead_of_an_instance_raises_type_error():
   with pytest.raises(TypeError, match=r'given the class Uncertainty; give '
                      r'an instance, such as Uncertainty\(\)'):
     MultiHead(_heads(), loss_weighting=weighting.Uncertainty)
+
+
+def test_a_nested_multi_head_with_a_loss_weighting_raises_value_error():
+  inner = MultiHead(_heads(), loss_weighting=weighting.Uncertainty())
+  with pytest.raises(ValueError, match="Head 'near_far' is a merged head "
+                     'with a loss_weighting, inside another merged head'):
+    MultiHead([inner, tf.estimator.BinaryClassHead(name='clicks')])
 
 
 @pytest.mark.parametrize('shared_variables', [None, [], ()])
