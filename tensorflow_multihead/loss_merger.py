@@ -150,6 +150,47 @@ def _check_not_nested(group):
           'loss_weighting to the outermost MultiHead.')
 
 
+# Op types that write a resource variable given as their first input.
+_WRITING_OP_PREFIXES = ('ResourceApply', 'ResourceSparseApply',
+                        'AssignVariableOp', 'AssignAddVariableOp',
+                        'AssignSubVariableOp', 'ResourceScatter')
+
+
+def _check_trained(train_op, variables):
+  """Raises unless `train_op` writes every one of `variables`.
+
+  A `train_op_fn` that minimizes over its own list of variables (as TF 1.x
+  canned estimators do) would leave learned weights such as `Uncertainty`'s
+  at their initial values, silently.
+  """
+  if not variables:
+    return
+  handles = {component.handle.op: variable for variable in variables
+             for component in getattr(variable, 'values', (variable,))}
+  written, seen = set(), set()
+  pending = [train_op.op if tf.is_tensor(train_op) else train_op]
+  while pending:
+    op = pending.pop()
+    if op in seen:
+      continue
+    seen.add(op)
+    if op.type.startswith(_WRITING_OP_PREFIXES) and op.inputs and (
+        op.inputs[0].op in handles):
+      written.add(handles[op.inputs[0].op].name)
+    pending.extend(tensor.op for tensor in op.inputs)
+    pending.extend(op.control_inputs)
+  untrained = sorted({variable.name for variable in variables} - written)
+  if untrained:
+    raise ValueError(
+        f'The train op does not train the loss weighting\'s variables '
+        f'{untrained}, so its weights would never be learned. A train_op_fn '
+        'must minimize over tf.compat.v1.trainable_variables() (such as '
+        '`optimizer.minimize(loss)`), or give the head optimizer= (the v2 '
+        'canned estimators do). TF 1.x canned estimators minimize their own '
+        'variables only: use a weighting that trains itself '
+        '(DynamicWeightAverage, GradNorm) there.')
+
+
 class _Learned:
   """The learned side of one merged loss: weights, state and its update."""
 
@@ -197,10 +238,15 @@ class MergedLoss:
 
     The update computes from this step's losses and state, as read before
     the step, and runs after `train_op`.
+
+    Raises:
+      ValueError: `train_op` leaves a trainable state variable untrained.
     """
     learned = self._learned
     if learned is None:
       return train_op
+    _check_trained(train_op, [variable for variable in
+                              learned.variables.values() if variable.trainable])
     with tf.name_scope('loss_weighting_update'), tf.control_dependencies(
         [train_op]):
       new_state = learned.loss_weighting.next_state(

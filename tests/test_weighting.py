@@ -331,6 +331,20 @@ def test_only_uncertainty_state_is_trainable(method_name):
       learned if method_name == 'uncertainty' else set())
 
 
+def test_a_train_op_fn_that_leaves_the_log_variances_untrained_raises():
+  with tf.Graph().as_default():
+    head = MultiHead(_heads(), loss_weighting=weighting.Uncertainty())
+    bias = tf.compat.v1.get_variable('bias', [2])
+    with pytest.raises(ValueError, match=(
+        "The train op does not train the loss weighting's variables "
+        r"\['near_far/loss_weighting/log_variances:0'\]")):
+      head.create_estimator_spec(
+          features={}, mode=TRAIN, logits=tf.constant(LOGITS) + bias,
+          labels=LABELS, train_op_fn=lambda loss: (
+              tf.compat.v1.train.GradientDescentOptimizer(0.1).minimize(
+                  loss, var_list=[bias])))
+
+
 # One training step changes the state as the formulas say.
 
 

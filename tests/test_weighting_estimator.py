@@ -225,3 +225,65 @@ def test_export_holds_no_weighting_variable(run):
       os.path.join(run.exports['learned'], 'variables', 'variables'))]
   assert 'shared/kernel' in names
   assert not [name for name in names if 'loss_weighting' in name]
+
+
+# Canned estimators, which build the head's spec themselves: given the
+# merged head at construction, the weighting's state still lives in their
+# graphs (GradNorm names its shared layer, created later, by name).
+
+CANNED_STEPS = 2
+
+
+def _dnn(head, model_dir):
+  return tf.estimator.DNNEstimator(
+      head=head, hidden_units=[4], feature_columns=fx.numeric_columns(),
+      config=fx.run_config(model_dir))
+
+
+def _v1_dnn_linear_combined(head, model_dir):
+  # TF1's estimator trains through the head's `train_op_fn`.
+  return tf.compat.v1.estimator.DNNLinearCombinedEstimator(
+      head=head, linear_feature_columns=fx.numeric_columns(),
+      dnn_feature_columns=fx.numeric_columns(), dnn_hidden_units=[4],
+      config=fx.run_config(model_dir))
+
+
+CANNED = {
+    ('DNNEstimator', 'uncertainty'): (_dnn, weighting.Uncertainty),
+    ('DNNEstimator', 'gradnorm'): (_dnn, lambda: weighting.GradNorm(
+        shared_variables=['dnn/hiddenlayer_0/kernel'], learning_rate=0.5)),
+    ('v1.DNNLinearCombinedEstimator', 'dynamic_weight_average'): (
+        _v1_dnn_linear_combined,
+        lambda: weighting.DynamicWeightAverage(window=1)),
+}
+
+
+@pytest.mark.parametrize('estimator_name, method', sorted(CANNED))
+def test_canned_estimator_trains_and_evaluates_the_learned_weights(
+    tmp_path, estimator_name, method):
+  build, make = CANNED[estimator_name, method]
+  head = MultiHead(fx.make_heads(), head_weights=list(fx.HEAD_WEIGHTS),
+                   loss_weighting=make())
+  estimator = build(head, tmp_path)
+  estimator.train(fx.train_input_fn(), steps=CANNED_STEPS)
+  state = read_state(estimator)
+  assert set(state) == STATE_NAMES[method]
+  weights = expected_weights(method, state)
+  if method == 'dynamic_weight_average':  # Not yet two complete windows.
+    assert state['complete_windows'] == CANNED_STEPS
+  else:
+    assert not np.allclose(weights, INITIAL_WEIGHTS[method])  # Trained.
+  metrics = estimator.evaluate(fx.eval_input_fn(), steps=1)
+  np.testing.assert_allclose(
+      [metrics[f'loss_weight/{name}'] for name in fx.HEAD_NAMES], weights,
+      rtol=1e-5)
+
+
+def test_a_tf1_canned_estimator_that_would_not_train_uncertainty_raises(
+    tmp_path):
+  head = MultiHead(fx.make_heads(), loss_weighting=weighting.Uncertainty())
+  estimator = _v1_dnn_linear_combined(head, tmp_path)
+  with pytest.raises(ValueError, match=(
+      r"does not train the loss weighting's variables \['clicks_color_value/"
+      r"loss_weighting/log_variances:0'\]")):
+    estimator.train(fx.train_input_fn(), steps=1)
