@@ -74,13 +74,7 @@ STATES = {
 
 
 def expected_weights(method_name, state):
-  if method_name == 'uncertainty':
-    return formulas.uncertainty_weights(state['log_variances'])
-  if method_name == 'dynamic_weight_average':
-    before, last = state['window_means']
-    return formulas.dwa_weights(before, last, state['complete_windows'],
-                                DWA_TEMPERATURE)
-  return np.array(state['weights'])
+  return formulas.weights_of_state(method_name, state, DWA_TEMPERATURE)
 
 
 def expected_loss(method_name, state, regularization=REGULARIZATION):

@@ -17,6 +17,9 @@ import pytest
 from tests import test_distributed as distributed
 from tests.support import distributed_job as job
 
+# The distributed tests' helpers start, wait for and end the jobs.
+# pylint: disable=protected-access
+
 pytestmark = pytest.mark.xdist_group('weighting_distributed')
 
 STEPS = 4
@@ -41,12 +44,12 @@ def runs(tmp_path_factory):
       'mirrored': ['--devices', str(REPLICAS), '--batch', str(BATCH)],
       'single': ['--batch', str(REPLICAS * BATCH)],
   }
-  with distributed._jobs() as (started, _):  # pylint: disable=protected-access
+  with distributed._jobs() as (started, _):
     deadline = time.monotonic() + TIMEOUT_SECS
     for method in METHODS:
       for layout, args in layouts.items():
         name = f'{method}-{layout}'
-        started.append(distributed._Job(  # pylint: disable=protected-access
+        started.append(distributed._Job(
             name, directory,
             ['local', '--model-dir', str(directory / name), '--steps',
              str(STEPS), '--loss-weighting', method, '--skip-export'] + args))
@@ -85,9 +88,9 @@ def test_the_state_moved_from_its_initial_value(runs, method):
 
 @pytest.mark.parametrize('method', METHODS)
 def test_mirrored_model_equals_the_single_device_model(runs, method):
-  distributed._assert_same_weights(  # pylint: disable=protected-access
-      distributed._weights(runs[method, 'mirrored']),  # pylint: disable=protected-access
-      distributed._weights(runs[method, 'single']), atol=1e-6)  # pylint: disable=protected-access
+  distributed._assert_same_weights(
+      distributed._weights(runs[method, 'mirrored']),
+      distributed._weights(runs[method, 'single']), atol=1e-6)
 
 
 @pytest.mark.parametrize('method', METHODS)

@@ -28,6 +28,7 @@ import tensorflow as tf
 from tensorflow_multihead import MultiHead
 from tensorflow_multihead import weighting
 from tests import estimator_fixtures as fx
+from tests import test_estimator_integration as integration
 from tests import weighting_formulas as formulas
 
 pytestmark = pytest.mark.xdist_group('weighting_estimator')
@@ -110,13 +111,7 @@ def weight_summaries(model_dir):
 
 
 def expected_weights(method, state):
-  if method == 'uncertainty':
-    return formulas.uncertainty_weights(state['log_variances'])
-  if method == 'dynamic_weight_average':
-    before, last = state['window_means']
-    return formulas.dwa_weights(before, last, state['complete_windows'],
-                                DWA_TEMPERATURE)
-  return state['weights']
+  return formulas.weights_of_state(method, state, DWA_TEMPERATURE)
 
 
 INITIAL_WEIGHTS = {'uncertainty': [0.5] * 3,
@@ -234,19 +229,10 @@ def test_export_holds_no_weighting_variable(run):
 CANNED_STEPS = 2
 
 
-def _dnn(head, model_dir):
-  return tf.estimator.DNNEstimator(
-      head=head, hidden_units=[4], feature_columns=fx.numeric_columns(),
-      config=fx.run_config(model_dir))
-
-
-def _v1_dnn_linear_combined(head, model_dir):
-  # TF1's estimator trains through the head's `train_op_fn`.
-  return tf.compat.v1.estimator.DNNLinearCombinedEstimator(
-      head=head, linear_feature_columns=fx.numeric_columns(),
-      dnn_feature_columns=fx.numeric_columns(), dnn_hidden_units=[4],
-      config=fx.run_config(model_dir))
-
+# The integration tests' builders, `(head, model_dir) -> estimator`; TF1's
+# estimator trains through the head's `train_op_fn`.
+_dnn = integration.CANNED['DNNEstimator'][0]
+_v1_dnn_linear_combined = integration.CANNED['v1.DNNLinearCombinedEstimator'][0]
 
 CANNED = {
     ('DNNEstimator', 'uncertainty'): (_dnn, weighting.Uncertainty),

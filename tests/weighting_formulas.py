@@ -9,6 +9,23 @@ import numpy as np
 GRADNORM_MIN_WEIGHT = 1e-3
 
 
+def weights_of_state(method, state, dwa_temperature):
+  """The weights a method's state gives, `method` named as in the tests.
+
+  Args:
+    method: 'uncertainty', 'dynamic_weight_average' or 'gradnorm'.
+    state: The method's state variables' values, by name.
+    dwa_temperature: DynamicWeightAverage's `T`.
+  """
+  if method == 'uncertainty':
+    return uncertainty_weights(state['log_variances'])
+  if method == 'dynamic_weight_average':
+    before, last = state['window_means']
+    return dwa_weights(before, last, state['complete_windows'],
+                       dwa_temperature)
+  return np.asarray(state['weights'])
+
+
 def uncertainty_weights(log_variances):
   """`0.5 * exp(-s_i)`."""
   return 0.5 * np.exp(-np.asarray(log_variances, np.float64))
