@@ -345,10 +345,6 @@ def _gradients(head_losses, head_names, shared_variables):
     ValueError: A shared variable that no head's loss depends on, or a head
       whose loss depends on none of them.
   """
-  if tf.executing_eagerly():
-    raise RuntimeError(
-        'GradNorm trains its weights in graph mode only (an Estimator '
-        "model_fn): it differentiates the graph of each head's loss.")
   variables = _resolve_variables(shared_variables)
   gradients = [tf.compat.v1.gradients(loss, variables) for loss in head_losses]
   unused = [variable.name for index, variable in enumerate(variables)
