@@ -16,6 +16,12 @@ evaluates, exports and serves it:
 
 `Uncertainty` trains through a `train_op_fn` minimizing a TF1 optimizer over
 `TRAINABLE_VARIABLES`, the others through `optimizer=`.
+
+Canned estimators given the merged head train and report the learned
+weights too: the v2 `DNNEstimator` with `Uncertainty` and with `GradNorm`
+(naming its hidden layer), TF 1.x's `DNNLinearCombinedEstimator` with
+`DynamicWeightAverage`. TF 1.x's refuses `Uncertainty`, whose log-variances
+its own variable lists would leave untrained.
 """
 import glob
 import os
