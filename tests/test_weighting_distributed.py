@@ -20,7 +20,9 @@ from tests.support import distributed_job as job
 # The distributed tests' helpers start, wait for and end the jobs.
 # pylint: disable=protected-access
 
-pytestmark = pytest.mark.xdist_group('weighting_distributed')
+# With the other distributed tests, on one worker: their jobs, run at the same
+# time as these, would share the same two cores and outrun their time limits.
+pytestmark = pytest.mark.xdist_group('distributed')
 
 STEPS = 4
 BATCH = 8
