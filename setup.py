@@ -14,6 +14,10 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     packages=setuptools.find_packages(include=['tensorflow_multihead',
                                                'tensorflow_multihead.*']),
+    # An SPDX identifier, and no license classifier: setuptools 77 and later
+    # warn about license classifiers; older ones take this field as text.
+    license='Apache-2.0',
+    license_files=['LICENSE'],
     python_requires='>=3.9,<3.12',
     install_requires=[
         # Estimator's last release line: TF 2.16 removed tf.estimator.
@@ -35,6 +39,5 @@ setuptools.setup(
     },
     classifiers=[
         'Programming Language :: Python :: 3',
-        'License :: OSI Approved :: Apache Software License',
     ],
 )

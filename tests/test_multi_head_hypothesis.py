@@ -4,16 +4,24 @@ Where `test_multi_head_differential` walks a fixed list of seeded mixes,
 these tests let Hypothesis compose the mixes itself (head kinds and
 options, weights, logits form and rank, regularization, how logits are fed
 and how TRAIN trains) and shrink any mix on which the two multi-heads
-disagree to a minimal one. Runs are derandomized so that CI is repeatable.
+disagree to a minimal one.
+
+How many examples run depends on the Hypothesis profile
+(`tests/hypothesis_profiles.py`): CI's 'ci' profile runs the counts planned
+in `_CI_PLAN`, the default 'dev' profile a tenth of them. Each test's
+examples are split into shards, pytest tests of their own with their own
+seeds, so that xdist spreads them over its workers. Runs are derandomized so
+that CI is repeatable; pytest's summary says how many examples ran.
 """
+import pathlib
+import zlib
+
 import hypothesis
 from hypothesis import strategies as st
 import pytest
 
 from tests import differential as diff
-
-_SETTINGS = dict(deadline=None, derandomize=True, database=None,
-                 suppress_health_check=[hypothesis.HealthCheck.too_slow])
+from tests import hypothesis_profiles as profiles
 
 _WEIGHTS = st.floats(min_value=0.1, max_value=3., allow_nan=False,
                      allow_infinity=False).map(lambda weight: round(weight, 2))
@@ -85,24 +93,73 @@ def graph_options(draw, mix):
       update_ops=draw(st.booleans()))
 
 
-@hypothesis.settings(max_examples=30, **_SETTINGS)
-@hypothesis.given(mix=mixes(max_heads=4))
-def test_drawn_mix_loss_and_metrics_match_reference_eagerly(mix):
-  diff.assert_same_in_eager(mix, parts=('loss', 'metrics'))
+# Examples each test runs under the 'ci' profile, and its number of shards.
+# Seconds per example, measured on a busy machine: eager loss and metrics
+# 0.1, eager predictions 0.02, graph TRAIN 0.6, EVAL 4, PREDICT 0.25. The
+# cheap tests take the most examples; no shard should take over a minute.
+_CI_PLAN = {
+    'eager_loss_and_metrics': (300, 2),
+    'eager_predictions': (300, 1),
+    diff.TRAIN: (150, 3),
+    diff.EVAL: (40, 4),
+    diff.PREDICT: (220, 2),
+}
 
 
-@hypothesis.settings(max_examples=30, **_SETTINGS)
-@hypothesis.given(mix=mixes(max_heads=4))
-def test_drawn_mix_predictions_match_reference_eagerly(mix):
-  diff.assert_same_in_eager(mix, parts=('predictions',))
+def _shards(*plans):
+  """pytest params, one per shard of each plan in `_CI_PLAN` named."""
+  params = []
+  for plan in plans:
+    ci_examples, shards = _CI_PLAN[plan]
+    params += [
+        pytest.param(plan, ci_examples // shards, id=f'{plan}-{shard + 1}')
+        for shard in range(shards)]
+  return params
 
 
-@pytest.mark.parametrize('mode, max_examples', [
-    (diff.TRAIN, 15), (diff.EVAL, 5), (diff.PREDICT, 15)])
-def test_drawn_mix_matches_reference_in_graph(mode, max_examples):
+def _run_examples(request, ci_examples, check):
+  """Runs `check(data)` as a Hypothesis test for the loaded profile.
 
-  @hypothesis.settings(max_examples=max_examples, **_SETTINGS)
+  The shard's test id seeds it, so that shards draw different examples. The
+  number of examples run is recorded for pytest's summary.
+  """
+  examples = profiles.examples_for(ci_examples)
+  passed = []
+
+  @hypothesis.settings(max_examples=examples)
+  @hypothesis.seed(zlib.crc32(request.node.name.encode()))
   @hypothesis.given(data=st.data())
+  def run(data):
+    check(data)
+    passed.append(True)
+
+  run()
+  request.node.user_properties.append(
+      (profiles.EXAMPLES_PROPERTY, len(passed)))
+  assert len(passed) >= examples
+
+
+@pytest.mark.parametrize('plan, ci_examples',
+                         _shards('eager_loss_and_metrics'))
+def test_drawn_mix_loss_and_metrics_match_reference_eagerly(
+    request, plan, ci_examples):
+  del plan  # Only names the shard.
+  _run_examples(request, ci_examples, lambda data: diff.assert_same_in_eager(
+      data.draw(mixes(max_heads=4), label='mix'), parts=('loss', 'metrics')))
+
+
+@pytest.mark.parametrize('plan, ci_examples', _shards('eager_predictions'))
+def test_drawn_mix_predictions_match_reference_eagerly(
+    request, plan, ci_examples):
+  del plan  # Only names the shard.
+  _run_examples(request, ci_examples, lambda data: diff.assert_same_in_eager(
+      data.draw(mixes(max_heads=4), label='mix'), parts=('predictions',)))
+
+
+@pytest.mark.parametrize('mode, ci_examples',
+                         _shards(diff.TRAIN, diff.EVAL, diff.PREDICT))
+def test_drawn_mix_matches_reference_in_graph(request, mode, ci_examples):
+
   def check(data):
     mix = data.draw(mixes(), label='mix')
     options = data.draw(graph_options(mix), label='options')
@@ -110,4 +167,19 @@ def test_drawn_mix_matches_reference_in_graph(mode, max_examples):
     assert {name for name, _ in reference['predictions']} == set(
         mix.head_names)
 
-  check()
+  _run_examples(request, ci_examples, check)
+
+
+def test_ci_profile_runs_at_least_1000_examples():
+  planned = {profile: sum(profiles.examples_for(ci_examples // shards, profile)
+                          * shards for ci_examples, shards in _CI_PLAN.values())
+             for profile in (profiles.CI, profiles.DEFAULT)}
+  assert planned[profiles.CI] >= profiles.CI_MINIMUM
+  # The default run stays quick: about a tenth of CI's examples.
+  assert planned[profiles.DEFAULT] <= planned[profiles.CI] // 8
+
+
+def test_ci_runs_the_ci_profile():
+  ci_script = pathlib.Path(__file__).resolve().parent.parent / '.ci' / 'run'
+  assert (f'{profiles.VARIABLE}={profiles.CI} python3.11 run.py test'
+          in ci_script.read_text())
