@@ -237,7 +237,7 @@ class MergedLoss:
     """Returns `train_op` followed by the weighting's state update, if any.
 
     The update computes from this step's losses and state, as read before
-    the step, and runs after `train_op`.
+    the step, and runs after `train_op` and after every read of the state.
 
     Raises:
       ValueError: `train_op` leaves a trainable state variable untrained.
@@ -247,8 +247,11 @@ class MergedLoss:
       return train_op
     _check_trained(train_op, [variable for variable in
                               learned.variables.values() if variable.trainable])
+    # After every read of the state too: an update whose value does not
+    # depend on its variable's read (GradNorm's `has_initial_losses`, once
+    # Grappler folds `ones_like`) could otherwise run before that read.
     with tf.name_scope('loss_weighting_update'), tf.control_dependencies(
-        [train_op]):
+        [train_op] + list(learned.state.values())):
       new_state = learned.loss_weighting.next_state(
           tf.stack(learned.losses), learned.state, learned.losses,
           learned.names)

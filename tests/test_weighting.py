@@ -356,6 +356,36 @@ def _one_step(method_name, trainer, state):
 TRAINERS = ('optimizer', 'train_op_fn')
 
 
+def _ancestors(op):
+  seen, pending = set(), [op]
+  while pending:
+    current = pending.pop()
+    if current not in seen:
+      seen.add(current)
+      pending.extend(tensor.op for tensor in current.inputs)
+      pending.extend(current.control_inputs)
+  return seen
+
+
+@pytest.mark.parametrize('method_name', ['dynamic_weight_average',
+                                         'gradnorm'])
+def test_every_state_update_waits_for_every_read_of_the_state(method_name):
+  # Else a write whose value does not depend on its variable's read (once
+  # Grappler folds GradNorm's `ones_like(has_initial_losses)`) may run first.
+  with tf.Graph().as_default() as graph:
+    _spec(method_name, TRAIN)
+    handles = {variable.handle.op for variable in _state_variables().values()}
+    touching = [op for op in graph.get_operations()
+                if op.inputs and op.inputs[0].op in handles]
+    reads = [op for op in touching if op.type == 'ReadVariableOp' and
+             '/merge_losses/' in op.name]  # The reads of the step.
+    writes = [op for op in touching if op.type == 'AssignVariableOp' and
+              'loss_weighting_update' in op.name]
+  assert len(reads) == len(handles) and len(writes) == len(handles)
+  for write in writes:
+    assert set(reads) <= _ancestors(write), write.name
+
+
 @pytest.mark.parametrize('trainer', TRAINERS)
 def test_uncertainty_step_descends_the_merged_loss_in_log_variances(trainer):
   state = STATES['uncertainty']
