@@ -29,6 +29,7 @@ from tensorflow_multihead import base_head
 from tensorflow_multihead import fusion
 from tensorflow_multihead import head_group
 from tensorflow_multihead import head_parts
+from tensorflow_multihead import loss_merger
 
 _MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 # Where the summed regularization losses travel among the metric tensors.
@@ -97,7 +98,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     fuse_heads: Whether heads of one type and configuration (see
       `tensorflow_multihead.fusion`) are computed together, by batched ops:
       the same values, a graph a fraction of the size. `False` computes
-      every head on its own.
+      every head on its own, as does a `loss_weighting` that differentiates
+      each head's loss apart (`weighting.GradNorm`).
+    loss_weighting: Optional `weighting` method learning the loss weights;
+      `head_weights` then multiply the losses before it, as fixed priors.
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
@@ -105,14 +109,16 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       `default_head`.
     TypeError: A head that is not a `Head` (such as a TF 1.x head, which
       `tensorflow_multihead.contrib.multi_head` merges); a weight that is
-      not a number.
+      not a number; a `loss_weighting` that is not a `weighting` method.
   """
 
   def __init__(self, heads, head_weights=None, default_head=None,
-               fuse_heads=True):
+               fuse_heads=True, loss_weighting=None):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
+    self._merger = loss_merger.LossMerger(self._group, loss_weighting)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
-    self._fuse_heads = bool(fuse_heads)
+    self._fuse_heads = bool(fuse_heads) and not getattr(
+        loss_weighting, 'differentiates_each_head', False)
     count = len(self._group.heads)
     self._plan = (fusion.plan(self._group.heads) if self._fuse_heads
                   else [(position,) for position in range(count)])
@@ -150,6 +156,11 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """The heads' losses as a list, in the heads' order."""
     return [losses_by_head[name] for name in self._group.names]
 
+  @property
+  def loss_weighting(self):
+    """The `weighting` method learning the loss weights, or `None`."""
+    return self._merger.loss_weighting
+
   # The Head interface, one call at a time.
 
   def loss(self, labels, logits, features=None, mode=None,
@@ -161,9 +172,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     losses = {}
     for part in self._parts(logits, labels):
       losses.update(part.losses(features, logits, labels, mode))
-    return self._group.weighted_sum(
+    return self._merger.merge(
         self._losses_in_order(losses),
-        head_group.sum_or_none(regularization_losses))
+        head_group.sum_or_none(regularization_losses)).loss
 
   def predictions(self, logits, keys=None):
     """Returns the heads' predictions keyed `(head name, key)`.
@@ -303,19 +314,22 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
                 head_parts.by_head(specs, 'export_outputs', self._group.names)))
       regularization_loss = head_group.sum_or_none(regularization_losses)
       losses = head_parts.by_head(specs, 'losses', self._group.names)
-      loss = self._group.weighted_sum(self._losses_in_order(losses),
-                                      regularization_loss)
+      merged = self._merger.merge(self._losses_in_order(losses),
+                                  regularization_loss)
+      loss = merged.loss
       if mode == ModeKeys.EVAL:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions, loss=loss,
-            eval_metrics=self._eval_metrics(specs, regularization_loss))
-      train_op = base_head.create_estimator_spec_train_op(
+            eval_metrics=merged.eval_metrics(
+                self._eval_metrics(specs, regularization_loss)))
+      train_op = merged.train_op(base_head.create_estimator_spec_train_op(
           head_name=self.name, optimizer=optimizer,
-          trainable_variables=trainable_variables, train_op_fn=train_op_fn,
-          update_ops=update_ops, regularized_training_loss=loss,
-          loss_reduction=loss_reduction)
+          trainable_variables=merged.trainable_variables(trainable_variables),
+          train_op_fn=train_op_fn, update_ops=update_ops,
+          regularized_training_loss=loss, loss_reduction=loss_reduction))
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])
+      merged.add_summaries()
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
           mode=mode, predictions=predictions, loss=loss, train_op=train_op,
           eval_metrics=head_parts.merged_metrics(specs))

@@ -16,8 +16,9 @@ import pytest
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 _README = _ROOT / 'README.md'
 _PAGES = sorted((_ROOT / 'docs').glob('*.md'))
-# A newcomer reads the README in ten minutes; chapters go to docs/.
-_README_MAX_LINES = 200
+# A newcomer reads the README in ten minutes (usage, the three capabilities
+# beyond the reference, the differences table); chapters go to docs/.
+_README_MAX_LINES = 250
 
 _LINK = re.compile(r'\]\(([^)#\s]+)(?:#[^)]*)?\)')
 _CODE_BLOCK = re.compile(r'^```[^\n]*\n(.*?)^```', re.DOTALL | re.MULTILINE)

@@ -6,16 +6,21 @@ TensorFlow starts::
 
   python -m tests.support.distributed_job local RESULT.json --model-dir DIR \\
       [--head ours|reference] [--devices 2] [--batch 8] [--steps 4] \\
-      [--learning-rate 0.1] [--train-op-fn]
+      [--learning-rate 0.1] [--train-op-fn] \\
+      [--loss-weighting uncertainty|dynamic_weight_average|gradnorm] \\
+      [--skip-export]
   TF_CONFIG='{...}' python -m tests.support.distributed_job cluster \\
       RESULT.json --model-dir DIR [--strategy parameter_server|multi_worker] \\
       [--steps 20] [--ready-file PATH] [--save-checkpoints-steps N] \\
       [--step-delay SECS] [--progress-file PATH] [--hold-file PATH] \\
       [--nan-at-step K]
 
-`local` trains, evaluates and exports in this one process. With
+`local` trains, evaluates and (unless `--skip-export`) exports in this one
+process. With
 `--devices 2` it runs its sessions with two CPU devices and mirrors training
-and evaluation over them with `MirroredStrategy`.
+and evaluation over them with `MirroredStrategy`. With `--loss-weighting`,
+our `MultiHead` learns its loss weights (`tensorflow_multihead.weighting`),
+and the result holds the weighting's variables too.
 
 `cluster` runs `tf.estimator.train_and_evaluate` as the task that `TF_CONFIG`
 names (chief, worker, ps or evaluator); the evaluator exports the final model
@@ -47,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 import tensorflow_multihead
+from tensorflow_multihead import weighting
 
 ROWS = 64
 N_FEATURES = 3
@@ -76,8 +82,23 @@ def make_data(seed=11):
   return {'x': x}, labels
 
 
-def make_multi_head(kind):
-  """Returns our `MultiHead` or, for `kind='reference'`, TF's."""
+# The learned loss weightings `--loss-weighting` names; a window of one step,
+# so that a few steps complete several (GradNorm's shared variable: the
+# kernel that every head's logits come from).
+LOSS_WEIGHTINGS = {
+    'uncertainty': lambda: weighting.Uncertainty(),
+    'dynamic_weight_average': lambda: weighting.DynamicWeightAverage(
+        window=1),
+    'gradnorm': lambda: weighting.GradNorm(
+        alpha=1., shared_variables=['kernel'], learning_rate=0.1),
+}
+
+
+def make_multi_head(kind, loss_weighting=None):
+  """Returns our `MultiHead` or, for `kind='reference'`, TF's.
+
+  `loss_weighting` names one of `LOSS_WEIGHTINGS` for ours.
+  """
   heads = [
       tf.estimator.BinaryClassHead(name=HEAD_NAMES[0]),
       tf.estimator.MultiClassHead(n_classes=N_KINDS, name=HEAD_NAMES[1]),
@@ -87,6 +108,9 @@ def make_multi_head(kind):
       'ours': tensorflow_multihead.MultiHead,
       'reference': tf.estimator.MultiHead,
   }[kind]
+  if loss_weighting:
+    return multi_head_class(heads, head_weights=list(HEAD_WEIGHTS),
+                            loss_weighting=LOSS_WEIGHTINGS[loss_weighting]())
   return multi_head_class(heads, head_weights=list(HEAD_WEIGHTS))
 
 
@@ -152,7 +176,7 @@ def model_fn(features, labels, mode, params):
   `train_op_fn`: if true, the head gets a `train_op_fn` that minimizes the
   loss as given instead of the optimizer itself.
   """
-  head = make_multi_head(params['head'])
+  head = make_multi_head(params['head'], params['loss_weighting'])
   _MODEL_FN_CALLS.append({
       'mode': mode,
       'batch': features['x'].shape[0],
@@ -218,12 +242,23 @@ def _plain(value):
 
 def _params(args):
   return {'head': args.head, 'learning_rate': args.learning_rate,
-          'train_op_fn': args.train_op_fn}
+          'train_op_fn': args.train_op_fn,
+          'loss_weighting': args.loss_weighting}
 
 
 def _weights(estimator):
   return {name: _plain(estimator.get_variable_value(name))
           for name in ('kernel', 'bias')}
+
+
+def _loss_weighting_state(estimator):
+  """The learned loss weighting's variables (not their optimizer slots)."""
+  state = {}
+  for name in estimator.get_variable_names():
+    short_name = name.partition('/loss_weighting/')[2]
+    if short_name and '/' not in short_name:
+      state[short_name] = _plain(estimator.get_variable_value(name))
+  return state
 
 
 def _mirrored_over_cpus(devices):
@@ -244,7 +279,7 @@ def _mirrored_over_cpus(devices):
 
 
 def run_local(args):
-  """Trains, evaluates and exports in this process."""
+  """Trains, evaluates and exports (unless told not to) in this process."""
   session_config, train_distribute, eval_distribute = _mirrored_over_cpus(
       args.devices)
   config = tf.estimator.RunConfig(
@@ -255,18 +290,21 @@ def run_local(args):
   estimator.train(functools.partial(train_input_fn, args.batch),
                   steps=args.steps)
   metrics = estimator.evaluate(functools.partial(eval_input_fn, args.batch))
-  export_dir = estimator.export_saved_model(
-      os.path.join(args.model_dir, 'export'), serving_input_fn).decode()
-  return {
+  result = {
       'model_fn_calls': _MODEL_FN_CALLS,
       'input_contexts': _INPUT_CONTEXTS,
       'global_step': int(estimator.get_variable_value('global_step')),
       'checkpoint': tf.train.latest_checkpoint(args.model_dir),
       'weights': _weights(estimator),
+      'loss_weighting': _loss_weighting_state(estimator),
       'eval': {key: _plain(value) for key, value in metrics.items()},
-      'export_dir': export_dir,
-      'signatures': run_signatures(export_dir),
   }
+  if not args.skip_export:
+    export_dir = estimator.export_saved_model(
+        os.path.join(args.model_dir, 'export'), serving_input_fn).decode()
+    result.update(export_dir=export_dir,
+                  signatures=run_signatures(export_dir))
+  return result
 
 
 def _cluster_strategy(name, task_type):
@@ -443,6 +481,10 @@ def parse_args(argv):
   parser.add_argument('--learning-rate', type=float, default=LEARNING_RATE)
   parser.add_argument('--train-op-fn', action='store_true',
                       help='Hand the head a train_op_fn, not the optimizer.')
+  parser.add_argument('--skip-export', action='store_true',
+                      help='`local`: train and evaluate only.')
+  parser.add_argument('--loss-weighting', choices=sorted(LOSS_WEIGHTINGS),
+                      help='Our MultiHead learns its loss weights this way.')
   parser.add_argument('--ready-file',
                       help='A chief writes it when its variables are '
                       'initialized, then takes its first step only after '
