@@ -81,6 +81,19 @@ def _multi_label_labels(rng, count):
   return rng.integers(0, 2, size=(count, 2)).astype(np.int64)
 
 
+def _masked(head, **marks):
+  """`tensorflow_multihead.MaskedHead(head)`, imported as late as `MultiHead`."""
+  return importlib.import_module('tensorflow_multihead').MaskedHead(head,
+                                                                    **marks)
+
+
+def _masked_binary_labels(rng, count):
+  """Binary labels, -1 (no label) on about 40 % of the rows."""
+  labels = _binary_labels(rng, count)
+  labels[rng.uniform(size=count) < 0.4] = -1
+  return labels
+
+
 def _real_labels(rng, count):
   return rng.normal(size=(count, 1)).astype(np.float32)
 
@@ -96,7 +109,8 @@ def _probability_labels(rng, count):
 # The mixed heads cycle through these in this order; a weight column on two
 # kinds and a label vocabulary on one, so that those code paths are in the
 # graphs too. `binary_unweighted` (a `BinaryClassHead` without a weight
-# column) is only used when asked for by name.
+# column) and `binary_masked` (a weighted one in a `MaskedHead`) are only
+# used when asked for by name.
 HEAD_KINDS = (
     HeadKind('binary',
              lambda name: tf.estimator.BinaryClassHead(
@@ -105,6 +119,10 @@ HEAD_KINDS = (
     HeadKind('binary_unweighted',
              lambda name: tf.estimator.BinaryClassHead(name=name),
              tf.int64, 1, _binary_labels),
+    HeadKind('binary_masked',
+             lambda name: _masked(tf.estimator.BinaryClassHead(
+                 weight_column=WEIGHT_COLUMN, name=name), missing_label=-1),
+             tf.int64, 1, _masked_binary_labels),
     HeadKind('multi_class',
              lambda name: tf.estimator.MultiClassHead(
                  n_classes=3, label_vocabulary=list(CLASS_NAMES), name=name),

@@ -46,12 +46,14 @@ def _class_names(class_ids, vocabularies, n_classes):
   """Names of `class_ids` `[..., H, 1]`, from each head's vocabulary."""
   if not any(vocabularies):
     return tf.strings.as_string(class_ids)
-  names = []
+  names, offsets = [], []
   for vocabulary in vocabularies:
+    # A binary head takes a vocabulary of any length (the reference does
+    # not check it): each head's names start where the previous ones end.
+    offsets.append([len(names)])
     names.extend(vocabulary or [str(i) for i in range(n_classes)])
-  offsets = tf.constant([[index * n_classes]
-                         for index in range(len(vocabularies))], tf.int64)
-  return tf.gather(tf.constant(names), class_ids + offsets)
+  return tf.gather(tf.constant(names),
+                   class_ids + tf.constant(offsets, tf.int64))
 
 
 def _threshold_pairs(heads):

@@ -22,6 +22,7 @@ import tensorflow as tf
 from tensorflow_estimator.python.estimator.canned import metric_keys
 
 from tensorflow_multihead import base_head
+from tensorflow_multihead import fused_masks
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import head_group
 
@@ -34,14 +35,17 @@ class Batch:
 
   `weights` is None when no head has a weight column; its head axis has
   size 1 when all heads share one. `losses` is each head's training loss,
-  `[1, H]`. These are the tensors the EVAL spec hands to its metric
-  function, batch first as `TPUEstimator` wants them.
+  `[1, H]`; `loss_weights`, `[1, H]`, how much the batch counts in each
+  head's `loss/<head>` (None: 1 each; see `fused_masks`). These are the
+  tensors the EVAL spec hands to its metric function, batch first as
+  `TPUEstimator` wants them.
   """
   logits: tf.Tensor
   labels: tf.Tensor
   unweighted_loss: tf.Tensor
   losses: tf.Tensor
   weights: typing.Optional[tf.Tensor] = None
+  loss_weights: typing.Optional[tf.Tensor] = None
 
   def as_tensors(self):
     return {field.name: getattr(self, field.name)
@@ -102,6 +106,9 @@ def _check_leading_dims(stacked, logits, names):
 class FusedGroup:
   """Heads of one class and configuration, computed as one.
 
+  A `MaskedHead` in `heads` is computed as the head it wraps, its
+  unlabelled rows weighing 0 (see `fused_masks`).
+
   Args:
     heads: Two or more heads that `fusion.plan` put in one group.
   """
@@ -109,8 +116,10 @@ class FusedGroup:
   label_width = 1
 
   def __init__(self, heads):
-    self.heads = tuple(heads)
-    self.names = tuple(head.name for head in heads)
+    unwrapped = [fused_masks.unwrapped(head) for head in heads]
+    self.heads = tuple(head for head, _ in unwrapped)
+    self.marks = tuple(marks for _, marks in unwrapped)
+    self.names = tuple(head.name for head in self.heads)
     self.size = len(self.heads)
     # pylint: disable=protected-access
     self.weight_columns = [head._weight_column for head in self.heads]
@@ -129,16 +138,28 @@ class FusedGroup:
     pieces = self._pieces(logits)
     stacked_logits = stack(pieces)
     lookup = self._new_lookup()
-    stacked_labels = stack([
-        self._named_head_labels(head, piece, labels[head.name], lookup)
-        for head, piece in zip(self.heads, pieces)])
+    head_labels, keeps = [], []
+    for head, marks, piece in zip(self.heads, self.marks, pieces):
+      given, keep = labels[head.name], None
+      if marks is not None:
+        with head_group.ErrorsNamingHead(head.name):
+          given, keep = fused_masks.labelled(head, marks, given, piece,
+                                             features)
+      head_labels.append(self._named_head_labels(head, piece, given, lookup))
+      keeps.append(keep)
     stacked_labels = self._checked_labels(
-        _check_leading_dims(stacked_labels, stacked_logits, self.names))
+        _check_leading_dims(stack(head_labels), stacked_logits, self.names))
     weights = self._weights(features, pieces)
+    kept = None
+    if any(keep is not None for keep in keeps):
+      kept = fused_masks.KeptRows(keeps, pieces)
+      stacked_logits = kept.logits(stacked_logits)
+      weights = kept.weights(weights)
     unweighted = self._unweighted_loss(stacked_logits, stacked_labels)
     return Batch(logits=stacked_logits, labels=stacked_labels,
                  unweighted_loss=unweighted, weights=weights,
-                 losses=self._losses(unweighted, weights))
+                 losses=self._losses(unweighted, weights, kept),
+                 loss_weights=None if kept is None else kept.loss_weights())
 
   def _pieces(self, logits):
     """Each head's logits, as float32, checked as the head checks them."""
@@ -209,15 +230,22 @@ class FusedGroup:
 
   per_logit_weights = False
 
-  def _losses(self, unweighted, weights):
-    """Each head's training loss, `[1, H]`, as `compute_weighted_loss`."""
+  def _losses(self, unweighted, weights, kept=None):
+    """Each head's training loss, `[1, H]`, as `compute_weighted_loss`.
+
+    With `kept` (a `fused_masks.KeptRows`), a mean runs over each head's
+    labelled rows only.
+    """
     weighted = unweighted if weights is None else tf.math.multiply(
         unweighted, weights)
-    weighted = rows(weighted)
-    total = tf.math.reduce_sum(weighted, axis=1)
+    weighted_rows = rows(weighted)
+    total = tf.math.reduce_sum(weighted_rows, axis=1)
     if self.loss_reduction == _SUM_OVER_BATCH_SIZE:
-      total = tf.math.divide_no_nan(
-          total, tf.cast(tf.shape(weighted)[1], tf.float32))
+      if kept is None:
+        entries = tf.cast(tf.shape(weighted_rows)[1], tf.float32)
+      else:
+        entries = kept.entries(weighted)
+      total = tf.math.divide_no_nan(total, entries)
     if not tf.executing_eagerly():
       # Keras notes the last loss reduction for distribution strategies.
       tf.compat.v1.get_default_graph()._last_loss_reduction = (  # pylint: disable=protected-access
@@ -261,7 +289,10 @@ class FusedGroup:
 
   def update_states(self, states, batch):
     """Updates every state with `batch`; returns one op doing it all."""
-    updates = [states['loss'].update_state(tf.transpose(batch.losses))]
+    loss_weights = batch.loss_weights
+    updates = [states['loss'].update_state(
+        tf.transpose(batch.losses),
+        None if loss_weights is None else tf.transpose(loss_weights))]
     updates.extend(self._update_states(states, batch))
     return tf.group(updates)
 

@@ -8,6 +8,13 @@ custom `loss_fn` or `inverse_link_fn`. Thresholds, label vocabularies,
 weight columns and per-class metrics may differ within a group. Every other
 head, and a head alone of its kind, keeps its own path.
 
+A `MaskedHead` fuses as the head it wraps, with masked and unmasked heads
+alike: in the group its unlabelled rows get a valid label, logits of 0 and
+a weight of 0, and its mean loss is divided by its labelled rows, which
+gives exactly what it computes alone (see `fused_masks`). A subclass of
+`MaskedHead`, or one wrapping a head that cannot fuse (a custom head, a
+`MaskedHead`, a head with a `loss_fn`), keeps its own path.
+
 The configuration is read from the heads' private attributes: the
 `tf.estimator` heads have no public accessors for it, and their line ends
 with TensorFlow 2.15.
@@ -19,12 +26,17 @@ with TensorFlow 2.15.
 ...          tf.estimator.MultiClassHead(3, name='d')]
 >>> plan(heads)
 [(0, 2), (1,), (3,)]
+>>> from tensorflow_multihead import MaskedHead
+>>> plan(heads + [MaskedHead(tf.estimator.RegressionHead(name='e'),
+...                          missing_label=float('nan'))])
+[(0, 2), (1, 4), (3,)]
 """
 import collections
 
 import tensorflow as tf
 
 from tensorflow_multihead import fused_classifiers
+from tensorflow_multihead import fused_masks
 from tensorflow_multihead import fused_regressions
 
 _BINARY = tf.estimator.BinaryClassHead
@@ -47,6 +59,7 @@ def _own_loss(head):
 
 def fusion_key(head):
   """What heads must share to fuse with `head`; None if it cannot fuse."""
+  head, _ = fused_masks.unwrapped(head)
   kind = type(head)
   if kind not in (_BINARY, _MULTI_CLASS, _MULTI_LABEL, _REGRESSION, _POISSON,
                   _LOGISTIC):
@@ -95,7 +108,7 @@ _GROUP_CLASSES = {
 
 def build_group(heads):
   """The `fused_heads.FusedGroup` computing `heads`, one group of `plan`."""
-  return _GROUP_CLASSES[type(heads[0])](heads)
+  return _GROUP_CLASSES[type(fused_masks.unwrapped(heads[0])[0])](heads)
 
 
 def _known_rank(value, at_least):

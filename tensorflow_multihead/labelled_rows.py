@@ -177,8 +177,7 @@ class RowMarks:
     as they were given; `features` may be None.
     """
     with tf.name_scope('labelled_rows'):
-      labels, logits = self._labels_and_logits(labels, logits)
-      keep = self._keep(labels, logits, features)
+      labels, logits, keep = self.find(labels, logits, features)
       if isinstance(labels, tf.sparse.SparseTensor):
         kept_labels = _cut_sparse_rows(labels, keep)
       else:
@@ -191,9 +190,18 @@ class RowMarks:
   def count(self, labels, logits, features):
     """The number of labelled rows, a scalar int32 `Tensor`."""
     with tf.name_scope('labelled_row_count'):
-      labels, logits = self._labels_and_logits(labels, logits)
-      return tf.reduce_sum(
-          tf.cast(self._keep(labels, logits, features), tf.int32))
+      _, _, keep = self.find(labels, logits, features)
+      return tf.reduce_sum(tf.cast(keep, tf.int32))
+
+  def find(self, labels, logits, features):
+    """Returns `(labels, logits, keep)`, without cutting anything.
+
+    `labels` and `logits` come back as tensors (labels dense or sparse),
+    checked as `cut` checks them; `keep` is a bool `[D0, ..., DN]` tensor,
+    true where the row has a label.
+    """
+    labels, logits = self._labels_and_logits(labels, logits)
+    return labels, logits, self._keep(labels, logits, features)
 
   def _labels_and_logits(self, labels, logits):
     """Labels and logits as tensors, the labels checked to be per row."""

@@ -126,6 +126,11 @@ class MaskedHead(base_head.Head):
     return self._head
 
   @property
+  def row_marks(self):
+    """How unlabelled rows are marked: a `labelled_rows.RowMarks`."""
+    return self._marks
+
+  @property
   def missing_label(self):
     return self._marks.missing_label
 

@@ -271,7 +271,7 @@ def _values(metrics):
 # Graph mode: EVAL specs in a graph with placeholders, as an Estimator builds.
 
 
-def _placeholder(value, rows_rank):
+def placeholder(value, rows_rank):
   """A placeholder for `value` whose row dimensions are unknown."""
   if isinstance(value, differential.SparseLabels):
     return tf.compat.v1.sparse_placeholder(
@@ -282,7 +282,8 @@ def _placeholder(value, rows_rank):
       dtype, shape=[None] * rows_rank + list(value.shape[rows_rank:]))
 
 
-def _feed_value(value):
+def feed_value(value):
+  """What a session feeds for `value` (`SparseLabels` as a sparse value)."""
   if isinstance(value, differential.SparseLabels):
     return tf.compat.v1.SparseTensorValue(value.indices, value.values,
                                           value.dense_shape)
@@ -304,13 +305,13 @@ def run_graph(cases):
   rows_rank = shared.rank - 1
   with tf.Graph().as_default():
     inputs = {
-        'logits': _placeholder(first.logits, rows_rank),
-        'labels': _placeholder(first.labels, rows_rank),
-        'kept_labels': _placeholder(first.kept_labels, 1),
+        'logits': placeholder(first.logits, rows_rank),
+        'labels': placeholder(first.labels, rows_rank),
+        'kept_labels': placeholder(first.kept_labels, 1),
         'keep': tf.compat.v1.placeholder(tf.bool, [None] * rows_rank),
-        'features': {key: _placeholder(value, rows_rank)
+        'features': {key: placeholder(value, rows_rank)
                      for key, value in first.features.items()},
-        'kept_features': {key: _placeholder(value, 1)
+        'kept_features': {key: placeholder(value, 1)
                           for key, value in first.kept_features.items()},
     }
     logits = inputs['logits']
@@ -355,10 +356,10 @@ def _run_batches(session, inputs, per_batch, metric_values, case):
 
 def _feed(inputs, batch):
   feed = {inputs['logits']: batch.logits,
-          inputs['labels']: _feed_value(batch.labels),
-          inputs['kept_labels']: _feed_value(batch.kept_labels),
+          inputs['labels']: feed_value(batch.labels),
+          inputs['kept_labels']: feed_value(batch.kept_labels),
           inputs['keep']: batch.keep}
   for side in ('features', 'kept_features'):
-    for key, placeholder in inputs[side].items():
-      feed[placeholder] = getattr(batch, side)[key]
+    for key, fed in inputs[side].items():
+      feed[fed] = getattr(batch, side)[key]
   return feed

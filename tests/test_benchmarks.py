@@ -166,6 +166,22 @@ def test_fused_eval_graph_grows_by_a_few_ops_a_head():
   assert ops[8] < per_head[8] / 5
 
 
+def test_masked_binary_heads_fuse_and_grow_the_eval_graph_by_a_few_ops_a_head():
+  heads = common.make_heads(2, ['binary_masked'])
+  assert [type(head).__name__ for head in heads] == ['MaskedHead'] * 2
+  _, labels = common.synthetic_data(2, 50, 1, kinds=['binary_masked'])
+  assert set(np.unique(labels['binary_masked_0'])) == {-1, 0, 1}
+  ops = {heads: graph_build.build_spec('fused', heads, 'eval',
+                                       kinds=['binary_masked'])['ops']
+         for heads in (8, 16)}
+  per_head = graph_build.build_spec('per_head', 8, 'eval',
+                                    kinds=['binary_masked'])['ops']
+  # The 11 metric reads a head, and finding its labelled rows (about 35
+  # ops, most of them constants and run-time shape checks).
+  assert (ops[16] - ops[8]) / 8 < 50
+  assert ops[8] < per_head / 4
+
+
 def test_graph_build_reports_seconds_and_their_ratios(graph_rows):
   for row in graph_rows:
     for side in common.OURS:

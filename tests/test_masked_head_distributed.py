@@ -4,9 +4,10 @@ Two child processes (`tests/support/masked_mirrored_job.py`) train,
 evaluate and export the same click + conversion model mirrored over two CPU
 devices: one with a `MaskedHead` conversion head given every row, one with
 `tf.estimator.MultiHead` whose model_fn cuts the conversion rows by hand.
-They end with the same weights, metrics and served outputs: each replica
-averages the conversion loss over its own clicked rows, as the hand-cut
-model does (and as PyTorch's DistributedDataParallel does with
+They end with the same weights, metrics (but `accuracy_baseline`, which the
+fused heads compute over every replica's rows) and served outputs: each
+replica averages the conversion loss over its own clicked rows, as the
+hand-cut model does (and as PyTorch's DistributedDataParallel does with
 `ignore_index`), then the replicas' gradients are summed.
 """
 import json
@@ -70,12 +71,33 @@ def test_mirrored_training_ends_with_the_hand_cut_models_weights(runs):
   assert np.abs(runs['masked']['weights']['kernel']).max() > 0.01
 
 
+def _baseline_keys(metrics):
+  return {key for key in metrics if key.startswith('accuracy_baseline/')}
+
+
 def test_mirrored_evaluation_equals_the_hand_cut_models(runs):
   ours, by_hand = runs['masked']['eval'], runs['by_hand']['eval']
   assert set(ours) == set(by_hand)
   assert {'auc/conversion', 'loss/conversion', 'auc/click'} <= set(ours)
-  for key, value in by_hand.items():
-    np.testing.assert_allclose(ours[key], value, rtol=1e-6, err_msg=key)
+  for key in set(by_hand) - _baseline_keys(by_hand):
+    np.testing.assert_allclose(ours[key], by_hand[key], rtol=1e-6,
+                               err_msg=key)
+
+
+def test_mirrored_accuracy_baseline_counts_every_replicas_rows(runs):
+  """The click and masked conversion heads are one fused group.
+
+  Its baseline is max(mean, 1 - mean) of the label mean over every
+  replica's rows; `tf.estimator.MultiHead` takes the baseline's total from
+  one replica's labels (see `tests/test_fusion_distributed.py`).
+  """
+  ours = runs['masked']['eval']
+  assert _baseline_keys(ours) == {'accuracy_baseline/click',
+                                  'accuracy_baseline/conversion'}
+  for key in _baseline_keys(ours):
+    label_mean = ours['label/mean/' + key.split('/')[-1]]
+    np.testing.assert_allclose(ours[key], max(label_mean, 1. - label_mean),
+                               rtol=1e-6, err_msg=key)
 
 
 def test_mirrored_export_serves_what_the_hand_cut_model_serves(runs):
