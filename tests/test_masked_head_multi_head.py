@@ -121,7 +121,8 @@ def _accumulated_reference(batches):
       losses[name].append(float(head.loss(
           batch['kept_labels'][name], batch['kept_logits'][name],
           batch['kept_features'])))
-  values = {f'loss/{name}': np.mean(losses[name]) for name in NAMES}
+  values = {f'loss/{name}': np.mean(losses[name], dtype=np.float32)
+            for name in NAMES}
   for head_metrics in metrics.values():
     values.update({key: metric.result() for key, metric in
                    head_metrics.items()})
