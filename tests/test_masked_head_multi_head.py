@@ -121,8 +121,7 @@ def _accumulated_reference(batches):
       losses[name].append(float(head.loss(
           batch['kept_labels'][name], batch['kept_logits'][name],
           batch['kept_features'])))
-  # float32, as a Keras `Mean` gives it.
-  values = {f'loss/{name}': np.float32(np.mean(losses[name]))
+  values = {f'loss/{name}': np.mean(losses[name], dtype=np.float32)
             for name in NAMES}
   for head_metrics in metrics.values():
     values.update({key: metric.result() for key, metric in

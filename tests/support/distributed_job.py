@@ -172,11 +172,12 @@ def serving_input_fn():
 def model_fn(features, labels, mode, params):
   """A linear model from zeros, trained as the canned estimators train.
 
-  `params`: `head` ('ours' or 'reference'), `learning_rate`, and
+  `params`: `head` ('ours' or 'reference'), `learning_rate`,
   `train_op_fn`: if true, the head gets a `train_op_fn` that minimizes the
-  loss as given instead of the optimizer itself.
+  loss as given instead of the optimizer itself, and optionally
+  `loss_weighting`: a key of `LOSS_WEIGHTINGS`.
   """
-  head = make_multi_head(params['head'], params['loss_weighting'])
+  head = make_multi_head(params['head'], params.get('loss_weighting'))
   _MODEL_FN_CALLS.append({
       'mode': mode,
       'batch': features['x'].shape[0],
