@@ -8,9 +8,9 @@ figures, ops and seconds against heads, one line per side, saved as PNG:
     python -m benchmarks.plots --from-json=docs/images/graph_build.json
 
 The reference and the per-head path are built only up to
-`--reference-max-heads` (512) and `--per-head-max-heads` (1,024): the
-reference's 512-head EVAL graph alone takes minutes and about 14 GiB; their
-lines stop there. The rows are
+`--reference-max-heads` (128) and `--per-head-max-heads` (256): the
+reference's 128-head EVAL graph peaks at 7.4 GiB and its 256-head one did
+not fit in 23 GiB; their lines stop there. The rows are
 also written as JSON (`--json`), which `--from-json` draws again without
 measuring. Needs matplotlib: `pip install -e .[bench]`.
 """
@@ -88,8 +88,8 @@ def parse_args(argv):
                       help='comma-separated numbers of heads')
   parser.add_argument('--kinds', default='binary',
                       help='head kinds, as for graph_build')
-  parser.add_argument('--reference-max-heads', type=int, default=512)
-  parser.add_argument('--per-head-max-heads', type=int, default=1024)
+  parser.add_argument('--reference-max-heads', type=int, default=128)
+  parser.add_argument('--per-head-max-heads', type=int, default=256)
   parser.add_argument('--directory', default=OUTPUT_DIRECTORY,
                       help='where the PNGs (and JSON) go')
   parser.add_argument('--json', help='where to write the rows (default: '
