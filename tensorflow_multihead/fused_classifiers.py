@@ -160,6 +160,20 @@ class ClassifierGroup(fused_heads.FusedGroup):
               tf.estimator.export.PredictOutput(head_predictions)}
     return outputs
 
+  def _dense_label_ids(self, head, logits, labels, lookup, integer_only):
+    """`(labels, ids)`: dense labels at the logits' rank, and their ids.
+
+    The ids (vocabulary looked up) come only from dense labels that fit
+    `[D0, ..., DN, 1]` with a dtype the head takes; otherwise they are None
+    and the head's own processing, with its checks and errors, applies.
+    """
+    if isinstance(labels, tf.sparse.SparseTensor):
+      return labels, None
+    labels = _expand_flat(tf.convert_to_tensor(labels), logits)
+    if not _dense_shape_fits(labels, logits, 1):
+      return labels, None
+    return labels, self._label_ids(head, labels, lookup, integer_only)
+
   def _label_ids(self, head, labels, lookup, integer_only):
     """Dense `[..., 1]` labels as ids (vocabulary looked up), or None."""
     vocabulary = head._label_vocabulary  # pylint: disable=protected-access
@@ -177,14 +191,9 @@ class ClassifierGroup(fused_heads.FusedGroup):
 class BinaryGroup(ClassifierGroup):
   """`BinaryClassHead`s: sigmoid cross-entropy, AUCs, thresholds."""
 
-
   def _head_labels(self, head, logits, labels, lookup):
-    if isinstance(labels, tf.sparse.SparseTensor):
-      return super()._head_labels(head, logits, labels, lookup)
-    labels = _expand_flat(tf.convert_to_tensor(labels), logits)
-    ids = None
-    if _dense_shape_fits(labels, logits, 1):
-      ids = self._label_ids(head, labels, lookup, integer_only=False)
+    labels, ids = self._dense_label_ids(head, logits, labels, lookup,
+                                        integer_only=False)
     if ids is None:  # Not for the fast path: the head checks them itself.
       return super()._head_labels(head, logits, labels, lookup)
     return tf.cast(ids, tf.float32)
@@ -278,18 +287,14 @@ class BinaryGroup(ClassifierGroup):
 class MultiClassGroup(ClassifierGroup):
   """`MultiClassHead`s of one `n_classes`: softmax cross-entropy."""
 
-
   def __init__(self, heads):
     super().__init__(heads)
     self.n_classes = heads[0].logits_dimension
 
   def _head_labels(self, head, logits, labels, lookup):
-    if isinstance(labels, tf.sparse.SparseTensor):
-      return super()._head_labels(head, logits, labels, lookup)
-    labels = _expand_flat(tf.convert_to_tensor(labels), logits)
-    ids = None
-    if _dense_shape_fits(labels, logits, 1):
-      ids = self._label_ids(head, labels, lookup, integer_only=True)
+    # Sparse labels reach the head, which refuses them.
+    labels, ids = self._dense_label_ids(head, logits, labels, lookup,
+                                        integer_only=True)
     if ids is None:
       ids = super()._head_labels(head, logits, labels, lookup)
     return tf.cast(ids, tf.int64)
