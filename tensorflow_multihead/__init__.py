@@ -4,7 +4,18 @@
 losses, their metrics and predictions keyed by head name, and every head's
 serving signatures in one SavedModel. `MaskedHead` wraps a head so that
 rows without its label count in neither its loss nor its metrics.
+
+Every module of the package is an attribute of it, imported on first use:
+
+>>> import tensorflow_multihead as tfmh
+>>> tfmh.weighting.Uncertainty()  # doctest: +ELLIPSIS
+<tensorflow_multihead.weighting.Uncertainty object at ...>
+>>> tfmh.aggregation.Mean()
+Mean()
 """
+import importlib
+import pkgutil
+
 from tensorflow_multihead.base_head import CLASSIFY_SERVING_KEY
 from tensorflow_multihead.base_head import DEFAULT_SERVING_KEY
 from tensorflow_multihead.base_head import Head
@@ -24,3 +35,24 @@ __all__ = [
 ]
 
 __version__ = '0.1.0'
+
+# The package's modules and subpackages (`weighting`, `aggregation`,
+# `contrib`, ...), found on disk so that a new one needs no entry here.
+_SUBMODULES = frozenset(
+    module.name for module in pkgutil.iter_modules(__path__)
+    if not module.name.startswith('_'))
+
+
+def __getattr__(name):
+  """Imports a submodule on first access: `tfmh.contrib`, `tfmh.weighting`.
+
+  Lazily, so that `import tensorflow_multihead` costs no more than the
+  modules `MultiHead` needs.
+  """
+  if name in _SUBMODULES:
+    return importlib.import_module(f'{__name__}.{name}')
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+  return sorted(set(globals()) | _SUBMODULES)

@@ -1,0 +1,68 @@
+"""`Aggregator`: the heads' loss gradients, one row a head, into one update.
+
+An aggregator sees the Jacobian of the heads' losses with respect to the
+parameters they share: a `[K, n]` matrix whose row `i` is the gradient of
+head `i`'s (weighted) loss. `aggregate` turns it into the `[n]` direction the
+shared parameters move along. Where the Jacobian is taken is configuration
+of the aggregator too: `shared_variables` (variables, or their names, as
+`weighting.GradNorm` takes them) or `shared_representation` (a tensor that
+every head reads: gradients with respect to it are aggregated, then sent
+back through the layers below once).
+
+>>> import tensorflow as tf
+>>> Mean().aggregate(tf.constant([[1., 2.], [3., -2.]])).numpy()
+array([2., 0.], dtype=float32)
+"""
+import abc
+
+import tensorflow as tf
+
+
+def _as_tuple(shared_variables):
+  if shared_variables is None:
+    return ()
+  if isinstance(shared_variables, (str, tf.Variable)):
+    return (shared_variables,)
+  return tuple(shared_variables)
+
+
+class Aggregator(abc.ABC):
+  """Turns a `[K, n]` Jacobian into an `[n]` update direction.
+
+  Subclasses implement `aggregate`, in graph and eager mode alike, with
+  TensorFlow ops only (so that they run under `TPUEstimator` and
+  distribution strategies). Small `K x K` problems are solved in float64;
+  the direction has the Jacobian's dtype.
+
+  Args:
+    shared_variables: The variables (or their names, resolved in the graph
+      being built) whose gradients are aggregated. Every other variable
+      receives its plain gradient.
+    shared_representation: Instead, a tensor of the model's graph that every
+      head's logits depend on (or its name): the gradients with respect to
+      its entries are aggregated, then back-propagated through the layers
+      below it once.
+  """
+
+  def __init__(self, shared_variables=None, shared_representation=None):
+    self.shared_variables = _as_tuple(shared_variables)
+    self.shared_representation = shared_representation
+
+  @abc.abstractmethod
+  def aggregate(self, jacobian):
+    """Returns the `[n]` update direction of a `[K, n]` Jacobian."""
+
+  def __repr__(self):
+    return f'{type(self).__name__}()'
+
+
+class Mean(Aggregator):
+  """The mean of the rows: `d = (1 / K) * sum_i g_i`.
+
+  With it, the shared parameters move as with a plain sum of the losses,
+  scaled by `1 / K`: the baseline every other aggregator is compared with.
+  """
+
+  def aggregate(self, jacobian):
+    jacobian = tf.convert_to_tensor(jacobian)
+    return tf.reduce_mean(jacobian, axis=0)
