@@ -737,6 +737,8 @@ def check_label_range(labels, n_classes, message=None):
     The labels.
 
   Raises:
+    TypeError: If the labels are not numbers (e.g. class names, which a
+      head's label vocabulary turns into ids first).
     ValueError: In eager mode, if a label is out of range.
     tf.errors.InvalidArgumentError: In graph mode, if a label is out of
       range.
@@ -748,6 +750,13 @@ def check_label_range(labels, n_classes, message=None):
   ...
   ValueError: Labels must be <= 3 - 1
   """
+  labels = tf.convert_to_tensor(labels)
+  if not (labels.dtype.is_integer or labels.dtype.is_floating):
+    raise TypeError(
+        f'Labels must be numbers (class ids) to be checked against n_classes '
+        f'= {n_classes}; given labels of dtype {labels.dtype.name}. Labels '
+        'that name classes are turned into ids by the head\'s '
+        'label_vocabulary first.')
   highest = n_classes - 1
   # (holds for every label?, its graph-mode assertion, what the error says)
   bounds = (

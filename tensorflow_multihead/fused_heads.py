@@ -25,6 +25,7 @@ from tensorflow_multihead import base_head
 from tensorflow_multihead import fused_masks
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import head_group
+from tensorflow_multihead import label_dtypes
 
 _SUM_OVER_BATCH_SIZE = tf.losses.Reduction.SUM_OVER_BATCH_SIZE
 
@@ -141,6 +142,8 @@ class FusedGroup:
     head_labels, keeps = [], []
     for head, marks, piece in zip(self.heads, self.marks, pieces):
       given, keep = labels[head.name], None
+      with head_group.ErrorsNamingHead(head.name):
+        label_dtypes.check(head, given)
       if marks is not None:
         with head_group.ErrorsNamingHead(head.name):
           given, keep = fused_masks.labelled(head, marks, given, piece,

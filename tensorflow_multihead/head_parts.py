@@ -24,6 +24,7 @@ from tensorflow_multihead import fused_heads
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import fusion
 from tensorflow_multihead import head_group
+from tensorflow_multihead import label_dtypes
 
 _LOSS_KEY = metric_keys.MetricKeys.LOSS
 
@@ -174,7 +175,8 @@ class PartSpec:
 class HeadPart:
   """One head computed on its own, by its own methods.
 
-  An error the head raises, in any of them, names it.
+  An error the head raises, in any of them, names it. Labels of a dtype
+  the head cannot take are refused before it is called (`label_dtypes`).
   """
 
   def __init__(self, head, position):
@@ -188,6 +190,8 @@ class HeadPart:
 
   def spec(self, features, mode, logits, labels):
     with head_group.ErrorsNamingHead(self.head.name):
+      if mode != ModeKeys.PREDICT:  # PREDICT ignores labels, as the head.
+        label_dtypes.check(self.head, labels[self.head.name])
       return self._spec(features, mode, logits, labels)
 
   def _spec(self, features, mode, logits, labels):
@@ -240,6 +244,7 @@ class HeadPart:
   def losses(self, features, logits, labels, mode):
     name = self.head.name
     with head_group.ErrorsNamingHead(name):
+      label_dtypes.check(self.head, labels[name])
       return {name: self.head.loss(labels=labels[name], logits=logits[name],
                                    features=features, mode=mode)}
 
@@ -262,6 +267,7 @@ class HeadPart:
     if key not in eval_metrics:
       eval_metrics[key] = tf.keras.metrics.Mean(name=key)
     with head_group.ErrorsNamingHead(name):
+      label_dtypes.check(head, labels[name])
       eval_metrics[key].update_state(
           values=head.loss(labels=labels[name], logits=logits[name],
                            features=features),
