@@ -5,8 +5,18 @@ configured with `shared_variables=` or `shared_representation=`.
 """
 from tensorflow_multihead.aggregation.base import Aggregator
 from tensorflow_multihead.aggregation.base import Mean
+from tensorflow_multihead.aggregation.cagrad import CAGrad
+from tensorflow_multihead.aggregation.dual_cone import DualProj
+from tensorflow_multihead.aggregation.dual_cone import UPGrad
+from tensorflow_multihead.aggregation.mgda import MGDA
+from tensorflow_multihead.aggregation.nash_mtl import NashMTL
 
 __all__ = [
     'Aggregator',
+    'CAGrad',
+    'DualProj',
+    'MGDA',
     'Mean',
+    'NashMTL',
+    'UPGrad',
 ]

@@ -1,0 +1,172 @@
+"""The path of a non-negative quadratic problem with a moving linear term.
+
+    x(k) = argmin_{x >= 0}  1/2 x^T A x - (k 1 - a)^T x
+
+with `A` positive definite. `x(k)` is 0 up to `k = min_i a_i`, then
+piecewise linear in `k`: on a piece where the free coordinates are `P`,
+`x_P(k) = k p - q` with `A_PP p = 1` and `A_PP q = a_P`. A piece ends where
+a free coordinate reaches 0 (it is fixed) or a fixed one's gradient
+`(A x + a - k 1)_j` reaches 0 (it is freed). Along the path `x^T A x`
+grows (its derivative is `2 sum(x)`), so the first `k` at which it reaches
+`radius^2` is found by following the pieces, the last one's length from a
+quadratic equation: a finite, exact method (homotopy or parametric
+active-set method, as LARS follows the lasso's path: B. Efron, T. Hastie,
+I. Johnstone and R. Tibshirani, "Least Angle Regression", Annals of
+Statistics 32, 2004).
+
+`CAGrad` reduces its problem to this one. The inverse of `A_PP` is kept
+and updated by the rank-one formulas of `quadratic`.
+
+>>> import tensorflow as tf
+>>> a = tf.constant([[2., 0.], [0., 1.]], tf.float64)
+>>> # x(k) = [(k - 1) / 2, 0] from k = 1 until the second coordinate is
+>>> # freed at k = 3, then [(k - 1) / 2, k - 3]: x^T A x = 12 at k = 5.
+>>> end = point_at_norm(a, tf.constant([1., 3.], tf.float64), 12.**0.5)
+>>> end.x.numpy(), float(end.offset)
+(array([2., 2.]), 5.0)
+"""
+import collections
+
+import tensorflow as tf
+
+from tensorflow_multihead.aggregation import quadratic
+
+PathEnd = collections.namedtuple('PathEnd',
+                                 ['x', 'offset', 'reached', 'iterations'])
+
+_State = collections.namedtuple('_State', [
+    'iteration', 'offset', 'x', 'passive', 'inverse', 'running', 'reached',
+    'last_changed'])
+
+
+def point_at_norm(gram, linear, radius, max_iterations=None):
+  """`x(k)` at the first `k` where `x(k)^T A x(k) = radius^2`.
+
+  Args:
+    gram: `A`, `[K, K]` float64, positive definite.
+    linear: `a`, `[K]` float64.
+    radius: A float64 scalar `> 0`.
+    max_iterations: A bound on the pieces followed; by default
+      `quadratic.default_max_iterations(K)`.
+
+  Returns:
+    A `PathEnd`: `x`; `offset`, its `k`; `reached`, False where the path
+    stopped short (a coordinate with a zero column of `A` had to be freed,
+    or the bound on the pieces was met); `iterations`, the pieces followed.
+  """
+  gram = tf.convert_to_tensor(gram, tf.float64)
+  linear = tf.convert_to_tensor(linear, tf.float64)
+  radius = tf.convert_to_tensor(radius, tf.float64)
+  size = tf.shape(gram)[0]
+  if max_iterations is None:
+    max_iterations = quadratic.default_max_iterations(size)
+  initial = _State(
+      iteration=tf.constant(0), offset=tf.reduce_min(linear),
+      x=tf.zeros_like(linear), passive=tf.zeros([size], tf.bool),
+      inverse=tf.eye(size, dtype=tf.float64), running=tf.constant(True),
+      reached=tf.constant(False), last_changed=tf.constant(-1))
+  final = tf.while_loop(
+      lambda state: tf.logical_and(state.running,
+                                   state.iteration < max_iterations),
+      _piece(gram, linear, radius), [initial], parallel_iterations=1)[0]
+  return PathEnd(x=final.x, offset=final.offset, reached=final.reached,
+                 iterations=final.iteration)
+
+
+def _piece(gram, linear, radius):
+  """Follows one piece of the path: the loop's body."""
+  diagonal = tf.linalg.diag_part(gram)
+  absolute_gram = tf.abs(gram)
+  infinity = tf.constant(float('inf'), tf.float64)
+  size = tf.shape(gram)[0]
+  indices = tf.range(size)
+
+  def follow(state):
+    passive = tf.cast(state.passive, tf.float64)
+    # p and q, solved on P from the kept inverse and refined once.
+    rhs = tf.stack([passive, linear * passive], axis=-1)
+    solved = tf.matmul(state.inverse, rhs)
+    solved += tf.matmul(state.inverse,
+                        (rhs - tf.matmul(gram, solved)) * passive[:, None])
+    slope, intercept = tf.unstack(solved * passive[:, None], axis=-1)
+    x = state.offset * slope - intercept
+    gram_x, gram_slope = tf.unstack(
+        tf.matmul(gram, tf.stack([x, slope], axis=-1)), axis=-1)
+    gradient = gram_x + linear - state.offset
+    rate = gram_slope - 1.
+    tolerance = quadratic.gradient_tolerance(
+        absolute_gram, tf.ones_like(linear)[None], tf.abs(slope)[None])[0]
+    not_last = tf.not_equal(indices, state.last_changed)
+
+    # The next events: a fixed coordinate's gradient falling to 0, a free
+    # one reaching 0, and the norm reaching the radius.
+    freeable = tf.logical_and(tf.logical_and(
+        tf.logical_not(state.passive), rate < -tolerance), not_last)
+    free_length = tf.where(freeable, tf.maximum(gradient, 0.) / -rate,
+                           infinity)
+    fixable = tf.logical_and(tf.logical_and(state.passive, slope < 0.),
+                             not_last)
+    fix_length = tf.where(fixable, tf.maximum(x, 0.) / -slope, infinity)
+    entering = tf.argmin(free_length, output_type=tf.int32)
+    leaving = tf.argmin(fix_length, output_type=tf.int32)
+    to_free = tf.reduce_min(free_length)
+    to_fix = tf.reduce_min(fix_length)
+    to_radius = _length_to_radius(x, gram_x, slope, radius)
+    length = tf.minimum(to_radius, tf.minimum(to_free, to_fix))
+    reached = tf.logical_and(to_radius <= tf.minimum(to_free, to_fix),
+                             tf.math.is_finite(to_radius))
+    frees = tf.logical_and(tf.logical_not(reached), to_free <= to_fix)
+    fixes = tf.logical_and(tf.logical_not(reached), tf.logical_not(frees))
+
+    # Free or fix the event's coordinate: `inverse` changes as in
+    # `quadratic` (a bordered inverse grown or shrunk by one).
+    unit_in = tf.one_hot(entering, size, dtype=tf.float64)
+    unit_out = tf.one_hot(leaving, size, dtype=tf.float64)
+    entering_column = tf.gather(gram, entering) * passive
+    mapped = tf.linalg.matvec(state.inverse, tf.stack(
+        [entering_column, unit_out]))
+    projected, leaving_column = tf.unstack(mapped)
+    schur = (tf.gather(diagonal, entering) -
+             tf.reduce_sum(entering_column * projected))
+    dependent = tf.logical_and(frees, schur <= (
+        quadratic.DEPENDENT_FRACTION * tf.gather(diagonal, entering)))
+    frees = tf.logical_and(frees, tf.logical_not(dependent))
+    pivot = tf.gather(leaving_column, leaving)
+    inverse = quadratic.rank_two_update(
+        state.inverse[None],
+        tf.where(frees, unit_in, unit_out)[None],
+        tf.where(frees, -1., tf.cast(fixes, tf.float64))[None],
+        tf.where(frees, projected - unit_in, leaving_column)[None],
+        tf.where(frees, 1. / tf.where(frees, schur, 1.),
+                 tf.where(fixes, -1. / tf.where(fixes, pivot, 1.),
+                          0.))[None])[0]
+    passive = tf.logical_or(
+        tf.logical_and(state.passive, tf.logical_not(
+            tf.logical_and(fixes, tf.equal(indices, leaving)))),
+        tf.logical_and(frees, tf.equal(indices, entering)))
+    offset = state.offset + tf.where(tf.math.is_finite(length), length, 0.)
+    return _State(
+        iteration=state.iteration + 1, offset=offset,
+        x=tf.maximum(offset * slope - intercept, 0.),
+        passive=passive, inverse=inverse,
+        running=tf.logical_or(frees, fixes), reached=reached,
+        last_changed=tf.where(frees, entering,
+                              tf.where(fixes, leaving, -1))),
+
+  return follow
+
+
+def _length_to_radius(x, gram_x, slope, radius):
+  """The `t >= 0` with `(x + t p)^T A (x + t p) = radius^2` on this piece.
+
+  `p^T A x = sum(x)` and `p^T A p = sum(p)` there (`A_PP p = 1`); the
+  root is taken in the form that does not cancel. Infinite with `P` empty.
+  """
+  gap = tf.square(radius) - tf.reduce_sum(x * gram_x)
+  linear_term = tf.reduce_sum(x)
+  quadratic_term = tf.reduce_sum(slope)
+  root = linear_term + tf.sqrt(tf.maximum(
+      tf.square(linear_term) + quadratic_term * gap, 0.))
+  length = tf.where(gap > 0., tf.math.divide_no_nan(gap, root), 0.)
+  return tf.where(quadratic_term > 0., length,
+                  tf.constant(float('inf'), tf.float64))
