@@ -20,9 +20,9 @@ which is not a quadratic program. At its minimum, `x = c ||g_0|| w /
 for `k` the minimum's value, with `x^T G x = c^2 ||g_0||^2`; and `x^T G x`
 grows along `x(k)`. So `x` is where the path `x(k)` first reaches that
 norm, found exactly by following its pieces (`quadratic_path`), and
-`d = J^T (u + x)`. To make the path unique where rows are linearly
-dependent, `G` gets `1e-10 * diag(G)` on its diagonal, which moves `d` by
-about 1e-10 relatively.
+`d = J^T (u + x)`. Where the path is unbounded before reaching that norm,
+some convex combination of the rows is 0 and the minimum has `J^T w = 0`:
+`d` is 0, as TorchJD makes it for `||J^T w|| < norm_eps`.
 
 B. Liu, X. Liu, X. Jin, P. Stone and Q. Liu, "Conflict-Averse Gradient
 Descent for Multi-task Learning", NeurIPS 2021.
@@ -31,9 +31,6 @@ import tensorflow as tf
 
 from tensorflow_multihead.aggregation import gramian as gramians
 from tensorflow_multihead.aggregation import quadratic_path
-
-# The relative ridge that keeps G positive definite on the path.
-_RIDGE = 1e-10
 
 
 def conflict_averse_weights(gramian_matrix, c, norm_eps):
@@ -48,10 +45,8 @@ def conflict_averse_weights(gramian_matrix, c, norm_eps):
   mean = tf.fill([size], 1. / tf.cast(size, tf.float64))
   towards_mean = tf.linalg.matvec(normalized, mean)
   radius = c * tf.sqrt(tf.maximum(tf.reduce_sum(mean * towards_mean), 0.))
-  ridged = normalized + _RIDGE * tf.linalg.diag(
-      tf.linalg.diag_part(normalized))
   end = quadratic_path.point_at_norm(
-      ridged, towards_mean, tf.where(radius > 0., radius, 1.))
+      normalized, towards_mean, tf.where(radius > 0., radius, 1.))
   total = tf.reduce_sum(end.x)
   simplex = end.x / tf.where(total > 0., total, 1.)
   norm = tf.sqrt(tf.maximum(

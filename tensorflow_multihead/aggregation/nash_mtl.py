@@ -65,7 +65,7 @@ def bargaining_weights(gramian_matrix):
   solvable = tf.where(stationary, tf.eye(size, dtype=tf.float64), normalized)
   alpha = _newton_minimum(solvable)
   # G = trace * G_n: alpha scales by 1 / sqrt(trace).
-  scale = tf.math.rsqrt(tf.where(stationary, 1., trace))
+  scale = tf.math.rsqrt(tf.where(stationary, tf.ones_like(trace), trace))
   return tf.where(stationary, tf.zeros_like(alpha), alpha * scale)
 
 

@@ -2,7 +2,8 @@
 
     x(k) = argmin_{x >= 0}  1/2 x^T A x - (k 1 - a)^T x
 
-with `A` positive definite. `x(k)` is 0 up to `k = min_i a_i`, then
+with `A` positive semi-definite and `a` in its range (`a = A u` for some
+`u`, as in `CAGrad`). `x(k)` is 0 up to `k = min_i a_i`, then
 piecewise linear in `k`: on a piece where the free coordinates are `P`,
 `x_P(k) = k p - q` with `A_PP p = 1` and `A_PP q = a_P`. A piece ends where
 a free coordinate reaches 0 (it is fixed) or a fixed one's gradient
@@ -13,6 +14,13 @@ quadratic equation: a finite, exact method (homotopy or parametric
 active-set method, as LARS follows the lasso's path: B. Efron, T. Hastie,
 I. Johnstone and R. Tibshirani, "Least Angle Regression", Annals of
 Statistics 32, 2004).
+
+The free columns of `A` are kept linearly independent: a column that they
+span can only have to be freed at `k = 0` (with `a = A u`, its gradient is
+`k (1 - 1^T t)`, `t` its coordinates in them), where `x` can slide along a
+direction `A` maps to 0; it is then swapped with the first free coordinate
+that the slide brings to 0 (a degenerate pivot), or, if none, the path is
+unbounded: some non-negative combination of the rows of `A` is 0.
 
 `CAGrad` reduces its problem to this one. The inverse of `A_PP` is kept
 and updated by the rank-one formulas of `quadratic`.
@@ -36,23 +44,24 @@ PathEnd = collections.namedtuple('PathEnd',
 
 _State = collections.namedtuple('_State', [
     'iteration', 'offset', 'x', 'passive', 'inverse', 'running', 'reached',
-    'last_changed'])
+    'last_changed', 'pending'])
 
 
 def point_at_norm(gram, linear, radius, max_iterations=None):
   """`x(k)` at the first `k` where `x(k)^T A x(k) = radius^2`.
 
   Args:
-    gram: `A`, `[K, K]` float64, positive definite.
-    linear: `a`, `[K]` float64.
+    gram: `A`, `[K, K]` float64, positive semi-definite.
+    linear: `a`, `[K]` float64, in the range of `A`.
     radius: A float64 scalar `> 0`.
     max_iterations: A bound on the pieces followed; by default
       `quadratic.default_max_iterations(K)`.
 
   Returns:
     A `PathEnd`: `x`; `offset`, its `k`; `reached`, False where the path
-    stopped short (a coordinate with a zero column of `A` had to be freed,
-    or the bound on the pieces was met); `iterations`, the pieces followed.
+    stopped short (it is unbounded: some `x >= 0` has `A x = 0` and
+    `sum(x) > 0`; or the bound on the pieces was met); `iterations`, the
+    pieces followed.
   """
   gram = tf.convert_to_tensor(gram, tf.float64)
   linear = tf.convert_to_tensor(linear, tf.float64)
@@ -64,7 +73,8 @@ def point_at_norm(gram, linear, radius, max_iterations=None):
       iteration=tf.constant(0), offset=tf.reduce_min(linear),
       x=tf.zeros_like(linear), passive=tf.zeros([size], tf.bool),
       inverse=tf.eye(size, dtype=tf.float64), running=tf.constant(True),
-      reached=tf.constant(False), last_changed=tf.constant(-1))
+      reached=tf.constant(False), last_changed=tf.constant(-1),
+      pending=tf.constant(-1))
   final = tf.while_loop(
       lambda state: tf.logical_and(state.running,
                                    state.iteration < max_iterations),
@@ -99,7 +109,8 @@ def _piece(gram, linear, radius):
     not_last = tf.not_equal(indices, state.last_changed)
 
     # The next events: a fixed coordinate's gradient falling to 0, a free
-    # one reaching 0, and the norm reaching the radius.
+    # one reaching 0, and the norm reaching the radius; or the second half
+    # of a swap (below), at once.
     freeable = tf.logical_and(tf.logical_and(
         tf.logical_not(state.passive), rate < -tolerance), not_last)
     free_length = tf.where(freeable, tf.maximum(gradient, 0.) / -rate,
@@ -107,51 +118,74 @@ def _piece(gram, linear, radius):
     fixable = tf.logical_and(tf.logical_and(state.passive, slope < 0.),
                              not_last)
     fix_length = tf.where(fixable, tf.maximum(x, 0.) / -slope, infinity)
-    entering = tf.argmin(free_length, output_type=tf.int32)
-    leaving = tf.argmin(fix_length, output_type=tf.int32)
     to_free = tf.reduce_min(free_length)
     to_fix = tf.reduce_min(fix_length)
     to_radius = _length_to_radius(x, gram_x, slope, radius)
-    length = tf.minimum(to_radius, tf.minimum(to_free, to_fix))
-    reached = tf.logical_and(to_radius <= tf.minimum(to_free, to_fix),
-                             tf.math.is_finite(to_radius))
-    frees = tf.logical_and(tf.logical_not(reached), to_free <= to_fix)
+    pending = state.pending >= 0
+    length = tf.where(pending, tf.zeros_like(to_fix), tf.minimum(
+        to_radius, tf.minimum(to_free, to_fix)))
+    reached = tf.logical_and(tf.logical_not(pending), tf.logical_and(
+        to_radius <= tf.minimum(to_free, to_fix),
+        tf.math.is_finite(to_radius)))
+    frees = tf.logical_or(pending, tf.logical_and(
+        tf.logical_not(reached), to_free <= to_fix))
     fixes = tf.logical_and(tf.logical_not(reached), tf.logical_not(frees))
+    entering = tf.where(pending, state.pending,
+                        tf.argmin(free_length, output_type=tf.int32))
+    leaving = tf.argmin(fix_length, output_type=tf.int32)
+    offset = state.offset + tf.where(tf.math.is_finite(length), length,
+                                     tf.zeros_like(length))
+    x = tf.maximum(offset * slope - intercept, 0.)
+
+    # A column of A that the free ones span can only have to enter where
+    # k = 0 (its gradient is k (1 - 1^T t) there, t its coordinates): then
+    # x can move along the null direction e_j - t without changing A x, up
+    # to the first free coordinate reaching 0, which leaves first and is
+    # replaced. With no such coordinate, a non-negative combination of the
+    # rows is 0: the path ends, unbounded.
+    entering_column = tf.gather(gram, entering) * passive
+    projected = tf.linalg.matvec(state.inverse, entering_column)
+    schur = (tf.gather(diagonal, entering) -
+             tf.reduce_sum(entering_column * projected))
+    dependent = tf.logical_and(frees, schur <= (
+        quadratic.DEPENDENT_FRACTION * tf.gather(diagonal, entering)))
+    shrinking = tf.logical_and(state.passive, projected > (
+        quadratic.DEPENDENT_FRACTION * tf.reduce_max(tf.abs(projected))))
+    swap_ratio = tf.where(shrinking, x / tf.where(
+        shrinking, projected, tf.ones_like(projected)), infinity)
+    swaps = tf.logical_and(dependent, tf.math.is_finite(
+        tf.reduce_min(swap_ratio)))
+    frees = tf.logical_and(frees, tf.logical_not(dependent))
+    fixes = tf.logical_or(fixes, swaps)
+    leaving = tf.where(swaps, tf.argmin(swap_ratio, output_type=tf.int32),
+                       leaving)
 
     # Free or fix the event's coordinate: `inverse` changes as in
     # `quadratic` (a bordered inverse grown or shrunk by one).
     unit_in = tf.one_hot(entering, size, dtype=tf.float64)
     unit_out = tf.one_hot(leaving, size, dtype=tf.float64)
-    entering_column = tf.gather(gram, entering) * passive
-    mapped = tf.linalg.matvec(state.inverse, tf.stack(
-        [entering_column, unit_out]))
-    projected, leaving_column = tf.unstack(mapped)
-    schur = (tf.gather(diagonal, entering) -
-             tf.reduce_sum(entering_column * projected))
-    dependent = tf.logical_and(frees, schur <= (
-        quadratic.DEPENDENT_FRACTION * tf.gather(diagonal, entering)))
-    frees = tf.logical_and(frees, tf.logical_not(dependent))
+    leaving_column = tf.gather(state.inverse, leaving, axis=1)
     pivot = tf.gather(leaving_column, leaving)
+    ones = tf.ones_like(schur)
     inverse = quadratic.rank_two_update(
         state.inverse[None],
         tf.where(frees, unit_in, unit_out)[None],
-        tf.where(frees, -1., tf.cast(fixes, tf.float64))[None],
+        tf.where(frees, -ones, tf.cast(fixes, tf.float64))[None],
         tf.where(frees, projected - unit_in, leaving_column)[None],
-        tf.where(frees, 1. / tf.where(frees, schur, 1.),
-                 tf.where(fixes, -1. / tf.where(fixes, pivot, 1.),
-                          0.))[None])[0]
+        tf.where(frees, 1. / tf.where(frees, schur, ones),
+                 tf.where(fixes, -1. / tf.where(fixes, pivot, ones),
+                          0. * ones))[None])[0]
     passive = tf.logical_or(
         tf.logical_and(state.passive, tf.logical_not(
             tf.logical_and(fixes, tf.equal(indices, leaving)))),
         tf.logical_and(frees, tf.equal(indices, entering)))
-    offset = state.offset + tf.where(tf.math.is_finite(length), length, 0.)
     return _State(
-        iteration=state.iteration + 1, offset=offset,
-        x=tf.maximum(offset * slope - intercept, 0.),
+        iteration=state.iteration + 1, offset=offset, x=x,
         passive=passive, inverse=inverse,
         running=tf.logical_or(frees, fixes), reached=reached,
         last_changed=tf.where(frees, entering,
-                              tf.where(fixes, leaving, -1))),
+                              tf.where(fixes, leaving, -1)),
+        pending=tf.where(swaps, entering, -1)),
 
   return follow
 
