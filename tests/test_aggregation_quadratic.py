@@ -15,6 +15,7 @@ import tensorflow as tf
 from tensorflow_multihead import aggregation
 from tensorflow_multihead.aggregation import quadratic
 from tensorflow_multihead.aggregation import quadratic_path
+from tensorflow_multihead.aggregation import quadratic_pivoting
 from tests import quadratic_formulas as formulas
 
 KINDS = ('conflicting', 'aligned', 'duplicated', 'rank_deficient',
@@ -137,6 +138,19 @@ def test_nash_mtl_maximizes_the_sum_of_log_improvements(kind):
                                            'maxiter': 40000})
   assert negative_log_product(direction) <= found.fun + 1e-9
   assert np.linalg.norm(direction) == pytest.approx(1.)
+
+
+@pytest.mark.parametrize('kind', ['conflicting', 'aligned', 'scaled'])
+@pytest.mark.parametrize('name', ['UPGrad', 'DualProj'])
+def test_without_regularization_the_formula_holds_too(kind, name):
+  # reg_eps=0 takes Lawson and Hanson's method instead of block pivoting.
+  jacobian = make_jacobian(kind, 6, 8)
+  formula = {'UPGrad': formulas.upgrad_weights,
+             'DualProj': formulas.dualproj_weights}[name]
+  expected = formula(formulas.gramian(jacobian), reg_eps=0.) @ jacobian
+  assert relative_error(
+      aggregate(getattr(aggregation, name)(reg_eps=0.), jacobian),
+      expected) < 1e-9
 
 
 def test_pref_vector_weights_the_projections():
@@ -293,6 +307,25 @@ def test_nonnegative_minimum_meets_the_kkt_conditions(size, rank, scaled):
   assert np.all(x >= 0.)
   assert np.all(gradient <= 1e-10 * scale)
   assert np.all(np.abs(x * gradient) <= 1e-10 * scale * (1. + np.abs(x)))
+
+
+@pytest.mark.parametrize('size,scaled', [(8, False), (30, True),
+                                         (64, False)])
+def test_block_pivoting_meets_the_kkt_conditions(size, scaled):
+  gram = random_psd(size, size + 4, size, scaled)
+  gram = gram / np.trace(gram) + 1e-4 * np.eye(size)
+  linear = np.random.default_rng(size).normal(size=(size, size)) @ gram
+  solution = quadratic_pivoting.block_pivoting_minimum(gram, linear)
+  assert solution.converged.numpy().all()
+  x = solution.x.numpy()
+  gradient = linear - x @ gram
+  scale = np.abs(linear).max()
+  assert np.all(x >= 0.)
+  assert np.all(gradient <= 1e-10 * scale)
+  assert np.all(np.abs(x * gradient) <= 1e-10 * scale * (1. + np.abs(x)))
+  np.testing.assert_allclose(
+      x, quadratic.nonnegative_quadratic_minimum(gram, linear).x.numpy(),
+      atol=1e-10 * np.abs(x).max())
 
 
 def test_nonnegative_minimum_is_scipys_nnls():

@@ -6,9 +6,12 @@ work against no head: `{d : g_i . d >= 0 for every i}`. The projection of
 
     minimize_v  v^T G v   subject to   v >= u          (G = J J^T)
 
-a `K x K` problem solved exactly (`quadratic`). As in TorchJD, `G` is first
-normalized by its trace (or taken as 0 when `trace(G) < norm_eps`) and
-`reg_eps * I` is added, so that it is positive definite.
+a `K x K` problem solved exactly. As in TorchJD, `G` is first normalized by
+its trace (or taken as 0 when `trace(G) < norm_eps`) and `reg_eps * I` is
+added, so that it is positive definite: block principal pivoting
+(`quadratic_pivoting`) then solves it in a few steps. With `reg_eps` below
+`MIN_PIVOTING_REG_EPS` (0 included) `G` may be singular, and Lawson and
+Hanson's method (`quadratic`), which allows that, solves it instead.
 
 P. Quinton and V. Rey, "Jacobian Descent for Multi-Objective Optimization",
 2024 (arXiv:2406.16232).
@@ -17,6 +20,11 @@ import tensorflow as tf
 
 from tensorflow_multihead.aggregation import gramian as gramians
 from tensorflow_multihead.aggregation import quadratic
+from tensorflow_multihead.aggregation import quadratic_pivoting
+
+# With reg_eps at least this, the normalized G + reg_eps I has a condition
+# number at most about 1 / reg_eps, which Cholesky factors in float64.
+MIN_PIVOTING_REG_EPS = 1e-8
 
 
 def dual_cone_weights(gramian_matrix, lower_bounds, norm_eps, reg_eps):
@@ -35,8 +43,10 @@ def dual_cone_weights(gramian_matrix, lower_bounds, norm_eps, reg_eps):
   regularized = (gramians.normalize_by_trace(gramian_matrix, norm_eps) +
                  reg_eps * tf.eye(size, dtype=tf.float64))
   # With v = u + x: minimize 1/2 x^T A x + (A u)^T x over x >= 0.
-  excess = quadratic.nonnegative_quadratic_minimum(
-      regularized, -tf.matmul(lower_bounds, regularized)).x
+  solve = (quadratic_pivoting.block_pivoting_minimum
+           if reg_eps >= MIN_PIVOTING_REG_EPS else
+           quadratic.nonnegative_quadratic_minimum)
+  excess = solve(regularized, -tf.matmul(lower_bounds, regularized)).x
   return lower_bounds + excess
 
 
