@@ -2,7 +2,8 @@
 
 For each aggregator and number of heads `K`: the ops its `aggregate` adds
 to a TF 1 graph (outside the loops, and inside their bodies), the seconds
-to build them, and the median milliseconds to run them on a seeded
+to build them (wall clock, and this process's CPU time, which a busy
+machine inflates less), and the median milliseconds to run them on a seeded
 conflicting Jacobian of `--columns` columns (every head conflicting with
 about half the others: about the most steps the solvers take), after one
 warm-up run. Op counts are exact; times are noisy and machine-dependent.
@@ -33,13 +34,14 @@ def conflicting_jacobian(heads, columns, seed=0):
 
 
 def measure(name, heads, columns, repeats):
-  """`(outer ops, loop-body ops, build seconds, run milliseconds)`."""
+  """`(outer ops, loop-body ops, build s, build CPU s, run ms)`."""
   jacobian = conflicting_jacobian(heads, columns)
   with tf.Graph().as_default() as graph:
     placeholder = tf.compat.v1.placeholder(tf.float32, [heads, columns])
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     direction = getattr(aggregation, name)().aggregate(placeholder)
     build = time.perf_counter() - start
+    build_cpu = time.process_time() - start_cpu
     outer = len(graph.get_operations())
     inner = sum(len(function.node_def)
                 for function in graph.as_graph_def().library.function)
@@ -50,7 +52,7 @@ def measure(name, heads, columns, repeats):
         start = time.perf_counter()
         session.run(direction, {placeholder: jacobian})
         times.append(time.perf_counter() - start)
-  return outer, inner, build, 1e3 * float(np.median(times))
+  return outer, inner, build, build_cpu, 1e3 * float(np.median(times))
 
 
 def main(argv=None):
@@ -63,13 +65,13 @@ def main(argv=None):
   print(f'Jacobian: conflicting, {args.columns} columns, float32; '
         f'median of {args.repeats} runs')
   print(f'{"aggregator":10s} {"K":>4s} {"ops":>5s} {"in loops":>8s} '
-        f'{"build s":>8s} {"run ms":>9s}')
+        f'{"build s":>8s} {"cpu s":>6s} {"run ms":>9s}')
   for name in args.aggregators.split(','):
     for heads in [int(heads) for heads in args.heads.split(',')]:
-      outer, inner, build, run = measure(name, heads, args.columns,
-                                         args.repeats)
+      outer, inner, build, build_cpu, run = measure(
+          name, heads, args.columns, args.repeats)
       print(f'{name:10s} {heads:4d} {outer:5d} {inner:8d} {build:8.3f} '
-            f'{run:9.2f}', flush=True)
+            f'{build_cpu:6.3f} {run:9.2f}', flush=True)
 
 
 if __name__ == '__main__':

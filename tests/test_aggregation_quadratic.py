@@ -106,6 +106,19 @@ def test_cagrad_is_its_formula(case):
                         expected) < 1e-8
 
 
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_cagrad_without_norm_eps_is_its_formula_on_badly_scaled_rows(seed):
+  # With TorchJD's norm_eps, badly scaled rows may give d = 0 (where the
+  # best g_w is below 1e-4 ||J||_F); without it, never.
+  jacobian = make_jacobian('scaled', 6, seed)
+  gramian = formulas.gramian(jacobian)
+  expected = formulas.cagrad_weights(gramian, 0.5, norm_eps=0.) @ jacobian
+  assert np.linalg.norm(expected) > 0.
+  assert relative_error(
+      aggregate(aggregation.CAGrad(c=0.5, norm_eps=0.), jacobian),
+      expected) < 1e-8
+
+
 @pytest.mark.parametrize('case', CASES, ids=ids)
 def test_nash_mtl_solves_the_bargaining_equations(case):
   # Uncapped, d = J^T alpha with g_i . d = 1 / alpha_i: alpha is read off.
@@ -255,6 +268,28 @@ def test_cagrad_improves_the_worst_head_most_within_the_ball(kind):
       options={'ftol': 1e-14, 'maxiter': 1000})
   assert np.linalg.norm(ours - mean) <= radius * (1. + 1e-9)
   assert worst(ours) >= worst(found.x[:-1]) - 1e-7 * abs(worst(ours))
+
+
+def test_cagrad_on_many_rows_in_an_affine_plane():
+  # g_i = r_i + c with r_i in a plane: every column of G is an affine
+  # combination of three, the path's most degenerate case (this Jacobian
+  # once made it cycle, and d = 0). d improves the worst head at least as
+  # much as TorchJD's (benchmarks/torchjd_compare_quadratic.py) and does
+  # not depend on the rows' order, which changes rounding and pivots.
+  rng = np.random.default_rng(332)
+  for _ in range(2):
+    common = rng.normal(size=50)
+    rng.normal(size=(32, 50))
+    jacobian = rng.normal(size=(32, 2)) @ rng.normal(size=(2, 50)) + (
+        0.5 * common)
+  ours = aggregate(aggregation.CAGrad(), jacobian)
+  assert np.min(jacobian @ ours) >= 15.6253  # TorchJD's, to its tolerance.
+  mean = jacobian.mean(axis=0)
+  assert np.linalg.norm(ours - mean) == pytest.approx(
+      0.5 * np.linalg.norm(mean), rel=1e-9)
+  order = np.random.default_rng(0).permutation(32)
+  np.testing.assert_allclose(aggregate(aggregation.CAGrad(),
+                                       jacobian[order]), ours, rtol=1e-9)
 
 
 def test_cagrad_of_balancing_gradients_is_zero():

@@ -4,8 +4,10 @@
 
 with `A` a `K x K` positive semi-definite matrix (a Gramian, normalized) and
 one such problem per row `b` of a `[B, K]` matrix, all sharing `A`. This is
-non-negative least squares in the normal-equations form: the aggregators
-reduce their problems to it (`UPGrad` solves `K` of them at once).
+non-negative least squares in the normal-equations form. `MGDA` reduces its
+problem to it, and so do `UPGrad` and `DualProj` when a `reg_eps` near 0
+leaves their matrix possibly singular; where it is positive definite,
+`quadratic_pivoting` solves the same problems in fewer steps.
 
 The method is Lawson and Hanson's active-set algorithm (C. L. Lawson and
 R. J. Hanson, "Solving Least Squares Problems", 1974, chapter 23; in this
@@ -21,14 +23,13 @@ steps, at a point meeting the Karush-Kuhn-Tucker conditions
 
 so the answer is exact, unlike a fixed number of projected-gradient steps.
 
-Each step costs `O(B K^2)`: the inverse of `A` restricted to `P` is kept and
-updated by a rank-one formula when `P` grows or shrinks (one refinement step
-against `A` itself keeps the rounding of many updates out of the
-solutions). A coordinate whose column of `A` is, to rounding, a combination
-of the passive ones is never freed: in exact arithmetic its gradient is 0
-at every step where it could be chosen, and freeing it would make the
-passive block singular. The steps run in one `tf.while_loop` with ops that
-work in graph and eager mode, under distribution strategies and on TPUs.
+Each step factors `A_PP` afresh (Cholesky, one refinement step against
+`A` itself), so that no rounding carries from step to step. A coordinate
+whose column of `A` is, to rounding, a combination of the passive ones is
+never freed: in exact arithmetic its gradient is 0 at every step where it
+could be chosen, and freeing it would make the passive block singular. The
+steps run in one `tf.while_loop` with ops that work in graph and eager
+mode, under distribution strategies and on TPUs.
 
 >>> import tensorflow as tf
 >>> a = tf.constant([[2., 1.], [1., 2.]], tf.float64)
@@ -70,6 +71,42 @@ def default_max_iterations(size):
   return 6 * size + 20
 
 
+def masked_factor(gram, free):
+  """The Cholesky factor of `A` on `F x F` and the identity elsewhere.
+
+  One `[B, K, K]` factor for the `[B, K]` free sets `free`: positive
+  definite wherever `A_FF` is, so that one batched factorization serves
+  every problem. Where it is not (numerically), the factor holds NaN.
+  """
+  size = tf.shape(gram)[0]
+  both = tf.logical_and(free[:, :, None], free[:, None, :])
+  return tf.linalg.cholesky(tf.where(both, gram[None],
+                                     tf.eye(size, dtype=tf.float64)[None]))
+
+
+def solve_factored(factor, gram, rhs, free):
+  """`A_FF^-1 rhs_F` for each problem (`rhs` `[B, K, C]`), zero off `F`.
+
+  Refined once against `A` itself.
+  """
+  mask = tf.cast(free, tf.float64)[:, :, None]
+  rhs = rhs * mask
+  solution = tf.linalg.cholesky_solve(factor, rhs) * mask
+  residual = (rhs - tf.einsum('ij,bjc->bic', gram, solution)) * mask
+  return (solution + tf.linalg.cholesky_solve(factor, residual)) * mask
+
+
+def gradient_tolerance(absolute_gram, linear, x):
+  """The rounding error of each entry of `b - A x`, in ROUNDING_UNITS.
+
+  `absolute_gram` is `|A|`, entry by entry; `x` is `[B, K]`.
+  """
+  size = tf.cast(tf.shape(absolute_gram)[0], tf.float64)
+  epsilon = tf.constant(2.0**-52, tf.float64)
+  scale = tf.abs(linear) + tf.matmul(tf.abs(x), absolute_gram)
+  return ROUNDING_UNITS * epsilon * size * scale
+
+
 def nonnegative_quadratic_minimum(gram, linear, max_iterations=None):
   """Minimizes `1/2 x^T A x - b^T x` over `x >= 0`, for each row `b`.
 
@@ -95,154 +132,102 @@ def nonnegative_quadratic_minimum(gram, linear, max_iterations=None):
       _lawson_hanson_step(gram, linear),
       [_initial_state(tf.shape(linear)[0], size, linear)],
       parallel_iterations=1)[0]
-  return NonnegativeSolution(x=final.x,
-                             converged=tf.logical_not(final.active),
+  return NonnegativeSolution(x=final.x, converged=final.converged,
                              iterations=final.iteration)
 
 
-# The loop's state. `z` is the least-squares solution on the passive set
-# `P` (zero off it), `x` the last feasible point, `inverse` holds `A_PP^-1`
-# on `P x P` and the identity elsewhere; `blocked` marks coordinates not to
-# free (dependent columns), `active` the problems still running.
+# The loop's state: `x` the last feasible point, `passive` the free set
+# `P`, `blocked` the coordinates not to free (dependent columns), `active`
+# the problems still running, `converged` those that met the conditions.
 _State = collections.namedtuple('_State', [
-    'iteration', 'x', 'z', 'passive', 'blocked', 'inverse', 'active',
+    'iteration', 'x', 'passive', 'blocked', 'active', 'converged',
     'last_freed'])
 
 
 def _initial_state(batch, size, linear):
-  """Every coordinate fixed at 0; the passive block's inverse is `I`."""
+  """Every coordinate fixed at 0."""
   flags = tf.zeros([batch, size], tf.bool)
   return _State(
-      iteration=tf.constant(0), x=tf.zeros_like(linear),
-      z=tf.zeros_like(linear), passive=flags, blocked=flags,
-      inverse=tf.eye(size, batch_shape=[batch], dtype=tf.float64),
-      active=tf.ones([batch], tf.bool),
+      iteration=tf.constant(0), x=tf.zeros_like(linear), passive=flags,
+      blocked=flags, active=tf.ones([batch], tf.bool),
+      converged=tf.zeros([batch], tf.bool),
       last_freed=-tf.ones([batch], tf.int32))
 
 
-def gradient_tolerance(absolute_gram, linear, x):
-  """The rounding error of each entry of `b - A x`, in ROUNDING_UNITS.
-
-  `absolute_gram` is `|A|`, entry by entry; `x` is `[B, K]`.
-  """
-  size = tf.cast(tf.shape(absolute_gram)[0], tf.float64)
-  epsilon = tf.constant(2.0**-52, tf.float64)
-  scale = tf.abs(linear) + tf.matmul(tf.abs(x), absolute_gram)
-  return ROUNDING_UNITS * epsilon * size * scale
-
-
-def rank_two_update(inverse, first, first_scale, second, second_scale):
-  """`inverse + s1 u1 u1^T + s2 u2 u2^T` for each problem, in one product."""
-  vectors = tf.stack([first, second], axis=-1)
-  scaled = vectors * tf.stack([first_scale, second_scale], axis=-1)[:, None]
-  return inverse + tf.matmul(scaled, vectors, transpose_b=True)
-
-
 def _pick(condition, if_true, if_false):
-  """`tf.where` over the problems: `condition` is `[B]`, values `[B, ...]`."""
-  condition = tf.reshape(condition, tf.concat(
-      [tf.shape(condition), tf.ones([tf.rank(if_true) - 1], tf.int32)], 0))
-  return tf.where(condition, if_true, if_false)
-
-
-def _safe_reciprocal(condition, value):
-  """`1 / value` where `condition`, 0 elsewhere (where it may be 0)."""
-  return tf.where(condition, 1. / tf.where(condition, value,
-                                           tf.ones_like(value)),
-                  tf.zeros_like(value))
+  """`tf.where` over the problems: `condition` is `[B]`, values `[B, K]`."""
+  return tf.where(condition[:, None], if_true, if_false)
 
 
 def _lawson_hanson_step(gram, linear):
-  """One step of every problem still running: the loop's body.
-
-  The step reads `inverse` once, for the three vectors it may need (the
-  entering column `A_Pj` mapped by `A_PP^-1`, the correction refining `z`,
-  and the inverse's column of the leaving coordinate), and changes it by
-  one rank-two product; `z` follows by the bordering formulas.
-  """
+  """One step of every problem still running: the loop's body."""
   diagonal = tf.linalg.diag_part(gram)
   absolute_gram = tf.abs(gram)
   infinity = tf.constant(float('inf'), tf.float64)
 
   def step(state):
-    passive_f = tf.cast(state.passive, tf.float64)
-    z, x = state.z, state.x
+    size = tf.shape(gram)[0]
+    passive, x = state.passive, state.x
+    factor = masked_factor(gram, passive)
+    z = solve_factored(factor, gram, linear[:, :, None], passive)[:, :, 0]
+    # A NaN factor: A_PP is numerically singular after all; stop there.
+    broken = tf.reduce_any(tf.math.is_nan(z), axis=-1)
+    z = tf.where(tf.math.is_nan(z), tf.zeros_like(z), z)
     gradient = linear - tf.matmul(z, gram)
     feasible = tf.logical_not(tf.reduce_any(
-        tf.logical_and(state.passive, z <= 0.), axis=-1))
-    tolerance = gradient_tolerance(absolute_gram, linear, z)
+        tf.logical_and(passive, z <= 0.), axis=-1))
 
-    # At a feasible z: free the coordinate most clearly worth freeing.
-    excess = tf.where(tf.logical_or(state.passive, state.blocked),
-                      -infinity, gradient - tolerance)
+    # At a feasible z: free the coordinate most clearly worth freeing,
+    # unless its column is (to rounding) one of the passive ones'.
+    excess = tf.where(tf.logical_or(passive, state.blocked), -infinity,
+                      gradient - gradient_tolerance(absolute_gram, linear, z))
     entering = tf.argmax(excess, axis=-1, output_type=tf.int32)
     worth_freeing = tf.reduce_max(excess, axis=-1) > 0.
     optimal = tf.logical_and(feasible, tf.logical_not(worth_freeing))
-    frees = tf.logical_and(state.active,
-                           tf.logical_and(feasible, worth_freeing))
-    # At an infeasible z: step from x towards z up to the first coordinate
-    # reaching 0, and fix that one.
-    ratio = tf.where(tf.logical_and(state.passive, z <= 0.),
-                     tf.math.divide_no_nan(x, x - z), infinity)
-    leaving = tf.argmin(ratio, axis=-1, output_type=tf.int32)
-    fixes = tf.logical_and(state.active, tf.logical_not(feasible))
-
-    size = tf.shape(gram)[0]
-    unit_in = tf.one_hot(entering, size, dtype=tf.float64)
-    unit_out = tf.one_hot(leaving, size, dtype=tf.float64)
-    entering_row = tf.gather(gram, entering)
-    mapped = tf.matmul(state.inverse, tf.stack(
-        [entering_row * passive_f, gradient * passive_f, unit_out], axis=-1))
-    projected, correction, leaving_column = tf.unstack(mapped, axis=-1)
-
-    # Refine z against A itself, so that many rank-one updates of the
-    # inverse leave no drift in it.
-    correction *= passive_f
-    z += correction
-    entering_gradient = (tf.reduce_sum(unit_in * gradient, axis=-1) -
-                         tf.reduce_sum(entering_row * correction, axis=-1))
+    entering_column = tf.gather(gram, entering)
+    projected = solve_factored(factor, gram, entering_column[:, :, None],
+                               passive)[:, :, 0]
     schur = (tf.gather(diagonal, entering) -
-             tf.reduce_sum(entering_row * passive_f * projected, axis=-1))
-    dependent = schur <= DEPENDENT_FRACTION * tf.gather(diagonal, entering)
+             tf.reduce_sum(entering_column * projected, axis=-1))
+    dependent = tf.logical_not(
+        schur > DEPENDENT_FRACTION * tf.gather(diagonal, entering))
+    frees = tf.logical_and(feasible, worth_freeing)
     skipped = tf.logical_and(frees, dependent)
     frees = tf.logical_and(frees, tf.logical_not(dependent))
-    pivot = tf.reduce_sum(leaving_column * unit_out, axis=-1)
 
-    stepped = tf.maximum(
-        x + tf.reduce_min(ratio, axis=-1)[:, None] * (state.z - x),
-        0.) * (1. - unit_out)
-    x = _pick(state.active, _pick(feasible, z, stepped), x)
-    joined = (z + (entering_gradient * _safe_reciprocal(frees, schur))[:, None]
-              * (unit_in - projected * passive_f))
-    left = (z - (tf.reduce_sum(z * unit_out, axis=-1) *
-                 _safe_reciprocal(fixes, pivot))[:, None] * leaving_column
-           ) * (1. - unit_out)
-    z = _pick(frees, joined, _pick(fixes, left, z))
-    inverse = rank_two_update(
-        state.inverse,
-        _pick(frees, unit_in, unit_out),
-        tf.where(frees, -tf.ones_like(schur), tf.cast(fixes, tf.float64)),
-        _pick(frees, projected * passive_f - unit_in, leaving_column),
-        _safe_reciprocal(frees, schur) - _safe_reciprocal(fixes, pivot))
+    # At an infeasible z: step from x towards z up to the first coordinate
+    # reaching 0, and fix that one.
+    ratio = tf.where(tf.logical_and(passive, z <= 0.),
+                     tf.math.divide_no_nan(x, x - z), infinity)
+    leaving = tf.argmin(ratio, axis=-1, output_type=tf.int32)
+    length = tf.reduce_min(ratio, axis=-1)
+    unit_in = tf.one_hot(entering, size, on_value=True, off_value=False)
+    unit_out = tf.one_hot(leaving, size, on_value=True, off_value=False)
+    stepped = tf.where(unit_out, tf.zeros_like(x), tf.maximum(
+        x + length[:, None] * (z - x), 0.))
 
-    passive = tf.logical_or(
-        tf.logical_and(state.passive, tf.logical_not(
-            tf.logical_and(fixes[:, None], unit_out > 0.))),
-        tf.logical_and(frees[:, None], unit_in > 0.))
+    running = tf.logical_and(state.active, tf.logical_not(broken))
+    frees = tf.logical_and(frees, running)
+    skipped = tf.logical_and(skipped, running)
+    fixes = tf.logical_and(tf.logical_not(feasible), running)
     # Fixing a coordinate may make a skipped one independent again; but a
     # coordinate fixed at once, at step length 0, after being freed is a
     # rounding cycle: it stays out.
     cycled = tf.logical_and(fixes, tf.logical_and(
-        tf.equal(leaving, state.last_freed),
-        tf.reduce_min(ratio, axis=-1) <= 0.))
-    blocked = _pick(
-        fixes, tf.logical_and(cycled[:, None], unit_out > 0.),
-        tf.logical_or(state.blocked,
-                      tf.logical_and(skipped[:, None], unit_in > 0.)))
+        tf.equal(leaving, state.last_freed), length <= 0.))
     return _State(
-        iteration=state.iteration + 1, x=x, z=z, passive=passive,
-        blocked=blocked, inverse=inverse,
-        active=tf.logical_and(state.active, tf.logical_not(optimal)),
+        iteration=state.iteration + 1,
+        x=_pick(running, _pick(feasible, z, stepped), x),
+        passive=tf.logical_or(
+            tf.logical_and(passive, tf.logical_not(
+                tf.logical_and(fixes[:, None], unit_out))),
+            tf.logical_and(frees[:, None], unit_in)),
+        blocked=_pick(fixes, tf.logical_and(cycled[:, None], unit_out),
+                      tf.logical_or(state.blocked, tf.logical_and(
+                          skipped[:, None], unit_in))),
+        active=tf.logical_and(running, tf.logical_not(optimal)),
+        converged=tf.logical_or(state.converged,
+                                tf.logical_and(running, optimal)),
         last_freed=tf.where(frees, entering, state.last_freed)),
 
   return step

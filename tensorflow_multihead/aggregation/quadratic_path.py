@@ -22,8 +22,8 @@ direction `A` maps to 0; it is then swapped with the first free coordinate
 that the slide brings to 0 (a degenerate pivot), or, if none, the path is
 unbounded: some non-negative combination of the rows of `A` is 0.
 
-`CAGrad` reduces its problem to this one. The inverse of `A_PP` is kept
-and updated by the rank-one formulas of `quadratic`.
+`CAGrad` reduces its problem to this one. Each piece factors `A_PP`
+afresh, as `quadratic` does.
 
 >>> import tensorflow as tf
 >>> a = tf.constant([[2., 0.], [0., 1.]], tf.float64)
@@ -43,7 +43,7 @@ PathEnd = collections.namedtuple('PathEnd',
                                  ['x', 'offset', 'reached', 'iterations'])
 
 _State = collections.namedtuple('_State', [
-    'iteration', 'offset', 'x', 'passive', 'inverse', 'running', 'reached',
+    'iteration', 'offset', 'x', 'passive', 'running', 'reached',
     'last_changed', 'pending'])
 
 
@@ -72,7 +72,7 @@ def point_at_norm(gram, linear, radius, max_iterations=None):
   initial = _State(
       iteration=tf.constant(0), offset=tf.reduce_min(linear),
       x=tf.zeros_like(linear), passive=tf.zeros([size], tf.bool),
-      inverse=tf.eye(size, dtype=tf.float64), running=tf.constant(True),
+      running=tf.constant(True),
       reached=tf.constant(False), last_changed=tf.constant(-1),
       pending=tf.constant(-1))
   final = tf.while_loop(
@@ -92,13 +92,15 @@ def _piece(gram, linear, radius):
   indices = tf.range(size)
 
   def follow(state):
-    passive = tf.cast(state.passive, tf.float64)
-    # p and q, solved on P from the kept inverse and refined once.
-    rhs = tf.stack([passive, linear * passive], axis=-1)
-    solved = tf.matmul(state.inverse, rhs)
-    solved += tf.matmul(state.inverse,
-                        (rhs - tf.matmul(gram, solved)) * passive[:, None])
-    slope, intercept = tf.unstack(solved * passive[:, None], axis=-1)
+    # p and q, solved on P by a fresh factorization, refined once.
+    free = state.passive[None]
+    factor = quadratic.masked_factor(gram, free)
+    solved = quadratic.solve_factored(
+        factor, gram, tf.stack([tf.ones_like(linear), linear], axis=-1)[None],
+        free)[0]
+    broken = tf.reduce_any(tf.math.is_nan(solved))
+    solved = tf.where(tf.math.is_nan(solved), tf.zeros_like(solved), solved)
+    slope, intercept = tf.unstack(solved, axis=-1)
     x = state.offset * slope - intercept
     gram_x, gram_slope = tf.unstack(
         tf.matmul(gram, tf.stack([x, slope], axis=-1)), axis=-1)
@@ -143,12 +145,13 @@ def _piece(gram, linear, radius):
     # to the first free coordinate reaching 0, which leaves first and is
     # replaced. With no such coordinate, a non-negative combination of the
     # rows is 0: the path ends, unbounded.
-    entering_column = tf.gather(gram, entering) * passive
-    projected = tf.linalg.matvec(state.inverse, entering_column)
+    entering_column = tf.gather(gram, entering)
+    projected = quadratic.solve_factored(
+        factor, gram, entering_column[None, :, None], free)[0, :, 0]
     schur = (tf.gather(diagonal, entering) -
              tf.reduce_sum(entering_column * projected))
-    dependent = tf.logical_and(frees, schur <= (
-        quadratic.DEPENDENT_FRACTION * tf.gather(diagonal, entering)))
+    dependent = tf.logical_and(frees, tf.logical_not(schur > (
+        quadratic.DEPENDENT_FRACTION * tf.gather(diagonal, entering))))
     shrinking = tf.logical_and(state.passive, projected > (
         quadratic.DEPENDENT_FRACTION * tf.reduce_max(tf.abs(projected))))
     swap_ratio = tf.where(shrinking, x / tf.where(
@@ -160,29 +163,16 @@ def _piece(gram, linear, radius):
     leaving = tf.where(swaps, tf.argmin(swap_ratio, output_type=tf.int32),
                        leaving)
 
-    # Free or fix the event's coordinate: `inverse` changes as in
-    # `quadratic` (a bordered inverse grown or shrunk by one).
-    unit_in = tf.one_hot(entering, size, dtype=tf.float64)
-    unit_out = tf.one_hot(leaving, size, dtype=tf.float64)
-    leaving_column = tf.gather(state.inverse, leaving, axis=1)
-    pivot = tf.gather(leaving_column, leaving)
-    ones = tf.ones_like(schur)
-    inverse = quadratic.rank_two_update(
-        state.inverse[None],
-        tf.where(frees, unit_in, unit_out)[None],
-        tf.where(frees, -ones, tf.cast(fixes, tf.float64))[None],
-        tf.where(frees, projected - unit_in, leaving_column)[None],
-        tf.where(frees, 1. / tf.where(frees, schur, ones),
-                 tf.where(fixes, -1. / tf.where(fixes, pivot, ones),
-                          0. * ones))[None])[0]
     passive = tf.logical_or(
         tf.logical_and(state.passive, tf.logical_not(
             tf.logical_and(fixes, tf.equal(indices, leaving)))),
         tf.logical_and(frees, tf.equal(indices, entering)))
     return _State(
         iteration=state.iteration + 1, offset=offset, x=x,
-        passive=passive, inverse=inverse,
-        running=tf.logical_or(frees, fixes), reached=reached,
+        passive=passive,
+        running=tf.logical_and(tf.logical_or(frees, fixes),
+                               tf.logical_not(broken)),
+        reached=tf.logical_and(reached, tf.logical_not(broken)),
         last_changed=tf.where(frees, entering,
                               tf.where(fixes, leaving, -1)),
         pending=tf.where(swaps, entering, -1)),

@@ -79,31 +79,15 @@ def block_pivoting_minimum(gram, linear, max_iterations=None):
       iterations=final.iteration)
 
 
-def solve_on_free(gram, linear, free):
-  """`x` with `A_FF x_F = b_F` and `x = 0` off `F`, for each problem.
-
-  The matrix solved is `A` on `F x F` and the identity elsewhere: positive
-  definite, and one batched factorization for every problem at once.
-  """
-  free_f = tf.cast(free, tf.float64)
-  size = tf.shape(gram)[0]
-  both = tf.logical_and(free[:, :, None], free[:, None, :])
-  masked = tf.where(both, gram[None], tf.eye(size, dtype=tf.float64)[None])
-  factor = tf.linalg.cholesky(masked)
-  rhs = (linear * free_f)[:, :, None]
-  x = tf.linalg.cholesky_solve(factor, rhs)[:, :, 0] * free_f
-  residual = (linear - tf.matmul(x, gram)) * free_f
-  return (x + tf.linalg.cholesky_solve(factor, residual[:, :, None])[:, :, 0]
-         ) * free_f
-
-
 def _pivoting_step(gram, linear):
   """One step of every problem still running: the loop's body."""
   absolute_gram = tf.abs(gram)
 
   def step(state):
     size = tf.shape(gram)[0]
-    x = solve_on_free(gram, linear, state.free)
+    x = quadratic.solve_factored(
+        quadratic.masked_factor(gram, state.free), gram, linear[:, :, None],
+        state.free)[:, :, 0]
     gradient = tf.matmul(x, gram) - linear
     tolerance = quadratic.gradient_tolerance(absolute_gram, linear, x)
     negative_x = tf.logical_and(state.free, x < 0.)
