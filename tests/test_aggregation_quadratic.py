@@ -486,6 +486,17 @@ def test_an_unknown_number_of_heads_works():
                                                jacobian), rtol=1e-12)
 
 
+def test_a_pref_vector_of_another_length_fails_when_the_heads_are_unknown():
+  with tf.Graph().as_default():
+    placeholder = tf.compat.v1.placeholder(tf.float64, [None, COLUMNS])
+    direction = aggregation.UPGrad(pref_vector=[0.5, 0.5]).aggregate(
+        placeholder)
+    with tf.compat.v1.Session() as session:
+      with pytest.raises(tf.errors.InvalidArgumentError,
+                         match='UPGrad pref_vector and the Jacobian differ'):
+        session.run(direction, {placeholder: np.ones((3, COLUMNS))})
+
+
 # Configuration and bad input.
 
 

@@ -108,10 +108,12 @@ def pref_weights(pref_vector, size, aggregator_name):
     return tf.fill([size], 1. / tf.cast(size, tf.float64))
   weights = tf.cast(pref_vector, tf.float64)
   static_size = tf.get_static_value(size)
-  if static_size is not None and weights.shape[0] != static_size:
-    raise ValueError(
-        f'{aggregator_name} pref_vector has {weights.shape[0]} entries; the '
-        f'Jacobian has {static_size} rows (heads).')
+  if static_size is not None:
+    if weights.shape[0] != static_size:
+      raise ValueError(
+          f'{aggregator_name} pref_vector has {weights.shape[0]} entries; '
+          f'the Jacobian has {static_size} rows (heads).')
+    return weights
   with tf.control_dependencies([tf.debugging.assert_equal(
       tf.size(weights), size,
       message=f'{aggregator_name} pref_vector and the Jacobian differ in '
