@@ -94,10 +94,9 @@ def _piece(gram, linear, radius):
   def follow(state):
     # p and q, solved on P by a fresh factorization, refined once.
     free = state.passive[None]
-    factor = quadratic.masked_factor(gram, free)
-    solved = quadratic.solve_factored(
-        factor, gram, tf.stack([tf.ones_like(linear), linear], axis=-1)[None],
-        free)[0]
+    block = quadratic.factor_free_block(gram, free)
+    solved = quadratic.solve_free_block(
+        block, gram, tf.stack([tf.ones_like(linear), linear], axis=-1)[None])[0]
     broken = tf.reduce_any(tf.math.is_nan(solved))
     solved = tf.where(tf.math.is_nan(solved), tf.zeros_like(solved), solved)
     slope, intercept = tf.unstack(solved, axis=-1)
@@ -146,8 +145,8 @@ def _piece(gram, linear, radius):
     # replaced. With no such coordinate, a non-negative combination of the
     # rows is 0: the path ends, unbounded.
     entering_column = tf.gather(gram, entering)
-    projected = quadratic.solve_factored(
-        factor, gram, entering_column[None, :, None], free)[0, :, 0]
+    projected = quadratic.solve_free_block(
+        block, gram, entering_column[None, :, None])[0, :, 0]
     schur = (tf.gather(diagonal, entering) -
              tf.reduce_sum(entering_column * projected))
     dependent = tf.logical_and(frees, tf.logical_not(schur > (

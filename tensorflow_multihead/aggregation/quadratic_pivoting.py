@@ -11,7 +11,8 @@ large-scale strictly monotone linear complementarity problems", Computers
 Nonnegative Matrix Factorization: An Active-Set-Like Method and
 Comparisons", SIAM J. Sci. Comput. 33, 2011).
 
-Each step solves `A_FF x_F = b_F` (a Cholesky factorization, refined once)
+Each step solves `A_FF x_F = b_F` (Cholesky, refined once; see
+`quadratic.factor_free_block`)
 and sets `x = 0`, `y = A x - b` off `F`. The coordinates breaking
 optimality (`x_i < 0` on `F`, `y_i < 0` off it) all switch sides. Whenever
 that fails to shrink their number three times running, one step switches
@@ -85,9 +86,9 @@ def _pivoting_step(gram, linear):
 
   def step(state):
     size = tf.shape(gram)[0]
-    x = quadratic.solve_factored(
-        quadratic.masked_factor(gram, state.free), gram, linear[:, :, None],
-        state.free)[:, :, 0]
+    x = quadratic.solve_free_block(
+        quadratic.factor_free_block(gram, state.free, gather=True), gram,
+        linear[:, :, None])[:, :, 0]
     gradient = tf.matmul(x, gram) - linear
     tolerance = quadratic.gradient_tolerance(absolute_gram, linear, x)
     negative_x = tf.logical_and(state.free, x < 0.)
