@@ -3,10 +3,24 @@
 Give `MultiHead(heads, gradient_aggregation=...)` one of these aggregators,
 configured with `shared_variables=` or `shared_representation=`.
 """
+from tensorflow_multihead.aggregation.balancing import AlignedMTL
+from tensorflow_multihead.aggregation.balancing import ConFIG
+from tensorflow_multihead.aggregation.balancing import IMTLG
 from tensorflow_multihead.aggregation.base import Aggregator
 from tensorflow_multihead.aggregation.base import Mean
+from tensorflow_multihead.aggregation.projection import GradVac
+from tensorflow_multihead.aggregation.projection import PCGrad
+from tensorflow_multihead.aggregation.stochastic import GradDrop
+from tensorflow_multihead.aggregation.stochastic import Random
 
 __all__ = [
     'Aggregator',
+    'AlignedMTL',
+    'ConFIG',
+    'GradDrop',
+    'GradVac',
+    'IMTLG',
     'Mean',
+    'PCGrad',
+    'Random',
 ]
