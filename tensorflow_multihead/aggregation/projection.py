@@ -119,14 +119,15 @@ def gradvac_coefficients(gramian64, order, targets, beta, eps):
   Returns:
     `(coefficients, new_targets)`.
   """
-  squared_norms = tf.linalg.diag_part(gramian64)
   norms = small_linalg.row_norms(gramian64)
 
-  def vaccinate(visited, pairs, coefficients, products, squared_norms_pc,
-                targets):
+  def vaccinate(visited, pairs, coefficients, products, targets):
     # products = C G: products[i, j] = g_i^PC . g_j.
     dot = tf.gather_nd(products, pairs)
-    norm_i = tf.sqrt(tf.maximum(squared_norms_pc, 0.))
+    # ||g_i^PC||^2 = C[i] G C[i]^T, summed afresh: kept up to date instead,
+    # it would lose to cancellation what the correction removes.
+    norm_i = tf.sqrt(tf.maximum(tf.reduce_sum(products * coefficients, 1),
+                                0.))
     norm_j = tf.gather(norms, visited)
     cosine = tf.math.divide_no_nan(dot, norm_i * norm_j + eps)
     target = tf.gather_nd(targets, pairs)
@@ -139,19 +140,14 @@ def gradvac_coefficients(gramian64, order, targets, beta, eps):
     weight = tf.where((cosine < target) & (norm_j > 0.), weight,
                       tf.zeros_like(weight))
     new_target = (1. - beta) * target + beta * cosine
-    # ||g_i^PC + w g_j||^2, kept up to date rather than summed again.
-    squared_norms_pc += weight * (2. * dot + weight * tf.gather(
-        squared_norms, visited))
     return (tf.tensor_scatter_nd_add(coefficients, pairs, weight),
             products + weight[:, tf.newaxis] * tf.gather(gramian64, visited),
-            squared_norms_pc,
             tf.tensor_scatter_nd_update(targets, pairs, new_target))
 
   num_heads = tf.shape(gramian64)[0]
-  coefficients, _, _, targets = _visit(
+  coefficients, _, targets = _visit(
       order, vaccinate,
-      (tf.eye(num_heads, dtype=tf.float64), gramian64, squared_norms,
-       targets))
+      (tf.eye(num_heads, dtype=tf.float64), gramian64, targets))
   return coefficients, targets
 
 
