@@ -4,13 +4,15 @@
         --torchjd-python /work/torchjd-venv/bin/python
 
 A one-off check, outside CI (the project does not depend on PyTorch): this
-process (the project's interpreter) builds random Jacobians (float64, or float32 with `--dtype`;
-`--torchjd-dtype` for TorchJD's) of several kinds, computes our directions, and runs itself again under
-`--torchjd-python` (a venv with torch and torchjd 0.18, and no TensorFlow)
-to compute TorchJD's on the same matrices. It prints, for each aggregator
-and kind of Jacobian, the largest relative difference `max |ours - theirs|
-/ max |theirs|`, the denominator at least `ZERO * max |J|` (where the heads
-cancel out, both directions are rounding noise).
+process (the project's interpreter) builds random Jacobians of several
+kinds (float64, or float32 with `--dtype`; TorchJD computes in
+`--torchjd-dtype`, by default the same), computes our directions, and runs
+itself again under `--torchjd-python` (a venv with torch and torchjd 0.18,
+and no TensorFlow) to compute TorchJD's on the same matrices. It prints, for
+each aggregator and kind of Jacobian, the largest relative difference
+`max |ours - theirs| / max |theirs|`, the denominator at least
+`ZERO * max |J|` (where the heads cancel out, both directions are rounding
+noise).
 
 The random methods draw from different generators, so TorchJD's draws are
 replaced by ours: its `torch.randperm` (PCGrad's and GradVac's visiting
@@ -314,9 +316,9 @@ def main(argv=None):
     with open(out_path, encoding='utf-8') as stream:
       results = [[np.asarray(d) for d in each] for each in json.load(stream)]
   table = compare(cases, results)
-  print(f'TorchJD 0.18 ({torchjd_dtype}) vs ours ({args.dtype}), sizes (K, n) {list(SIZES)}, '
-        f'{STEPS} steps each: max |ours - theirs| / max(max |theirs|, '
-        f'{ZERO:g} max |J|)')
+  print(f'TorchJD 0.18 ({torchjd_dtype}) vs ours ({args.dtype}), sizes '
+        f'(K, n) {list(SIZES)}, {STEPS} steps each: max |ours - theirs| '
+        f'/ max(max |theirs|, {ZERO:g} max |J|)')
   print_table(table)
   return 0
 

@@ -36,7 +36,7 @@ def pcgrad(jacobian, order):
 
 
 def gradvac_rows(jacobian, order, targets, beta, eps=1e-8):
-  """Algorithm 2 of Wang et al. 2021: `(corrected rows, new targets)`."""
+  """The update rule of Wang et al. 2021: `(corrected rows, new targets)`."""
   jacobian = np.asarray(jacobian, np.float64)
   corrected = jacobian.copy()
   targets = np.array(targets, np.float64)

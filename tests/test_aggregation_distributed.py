@@ -75,7 +75,8 @@ SEED = 9
 
 def _model_fn(features, labels, mode, params):
   del features, labels, params
-  shared = tf.compat.v1.get_variable('w', [3], initializer=tf.zeros_initializer())
+  shared = tf.compat.v1.get_variable('w', [3],
+                                     initializer=tf.zeros_initializer())
   losses = [0.5 * tf.reduce_sum(tf.square(shared - point)) for point in POINTS]
   jacobian = tf.stack([tf.gradients(loss, shared)[0] for loss in losses])
   direction = aggregation.GradVac(0.3, seed=SEED).aggregate(jacobian)

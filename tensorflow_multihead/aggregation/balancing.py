@@ -102,10 +102,9 @@ class _Gramian(base.Aggregator):
     name = type(self).__name__
     jacobian = small_linalg.checked_jacobian(jacobian, name)
     with tf.name_scope(name.lower()):
-      jacobian64 = tf.cast(jacobian, tf.float64)
-      weights = self._weights(small_linalg.gramian(jacobian64),
+      weights = self._weights(small_linalg.gramian(jacobian),
                               jacobian.shape[0])
-      return small_linalg.combine(weights, jacobian64, jacobian.dtype)
+      return small_linalg.combine(weights, jacobian)
 
 
 def _preferences(pref_vector, default, num_heads, aggregator):
@@ -126,10 +125,10 @@ class IMTLG(_Gramian):
   combinations of weights summing to 1. The pseudo-inverse extends it to
   linearly dependent rows.
 
-  Liu, Li, Kuang, Xue, Chen, Yang, Liao, Zhang, "Towards Impartial
-  Multi-task Learning", ICLR 2021, Section 3.2 (closed form); generalized to
-  dependent rows by Quinton and Rey, "Jacobian Descent for Multi-Objective
-  Optimization", 2024. Values as TorchJD 0.18's `IMTLG`.
+  Liu et al., "Towards Impartial Multi-task Learning", ICLR 2021, its
+  gradient balance in closed form; generalized to dependent rows by Quinton
+  and Rey, "Jacobian Descent for Multi-Objective Optimization", 2024.
+  Values as TorchJD 0.18's `IMTLG`.
 
   Args:
     shared_variables, shared_representation: See `Aggregator`.
@@ -153,8 +152,8 @@ class AlignedMTL(_Gramian):
   (`1 / K` each by default). `s` is the smallest eigenvalue kept (`'min'`,
   the paper's), their lower median (`'median'`) or their mean (`'rmse'`).
 
-  Senushkin, Patakin, Kuznetsov, Konushin, "Independent Component Alignment
-  for Multi-Task Learning", CVPR 2023, Algorithm 1. Values as TorchJD 0.18's
+  Senushkin et al., "Independent Component Alignment for Multi-Task
+  Learning", CVPR 2023, Algorithm 1. Values as TorchJD 0.18's
   `AlignedMTL`.
 
   Args:
@@ -203,9 +202,12 @@ class ConFIG(_Gramian):
   b_hat) b_hat`, `b_hat = b / ||b||`: every head's loss decreases along it
   while their gradients are independent.
 
-  Liu, Chu, Thuerey, "ConFIG: Towards Conflict-free Training of Physics
-  Informed Neural Networks", ICLR 2025, Equation 2. Values as TorchJD 0.18's
-  `ConFIG`; `U^+` through the Gramian, `U^T (U U^T)^+`.
+  Liu et al., "ConFIG: Towards Conflict-free Training of Physics Informed
+  Neural Networks", ICLR 2025, Equation 2. Values as TorchJD 0.18's
+  `ConFIG`, but `U^+` is `U^T (U U^T)^+`, through the Gramian: unit rows
+  dependent to within about 1e-7 (float32 rounding, say) count as
+  dependent, where an SVD of `U` would keep a near-null direction and point
+  `d` along it.
 
   Args:
     pref_vector: The `K` preference weights `w`; `None`: 1 each.

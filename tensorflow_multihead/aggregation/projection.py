@@ -181,8 +181,8 @@ class PCGrad(_Surgery):
   `g_i^PC <- g_i^PC - (g_i^PC . g_j / ||g_j||^2) g_j`. The direction is
   `d = sum_i g_i^PC`.
 
-  Yu, Kumar, Gupta, Levine, Hausman, Finn, "Gradient Surgery for Multi-Task
-  Learning", NeurIPS 2020, Algorithm 1. Values as TorchJD 0.18's `PCGrad`.
+  Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020,
+  Algorithm 1. Values as TorchJD 0.18's `PCGrad`.
 
   Args:
     shuffle: Visit the other heads in an order drawn at each step (as the
@@ -207,11 +207,10 @@ class PCGrad(_Surgery):
   def aggregate(self, jacobian):
     jacobian = small_linalg.checked_jacobian(jacobian, 'PCGrad')
     with tf.name_scope('pcgrad'):
-      jacobian64 = tf.cast(jacobian, tf.float64)
-      gramian64 = small_linalg.gramian(jacobian64)
+      gramian64 = small_linalg.gramian(jacobian)
       order, updates = self._order(tf.shape(jacobian)[0])
       weights = tf.reduce_sum(pcgrad_coefficients(gramian64, order), 0)
-      direction = small_linalg.combine(weights, jacobian64, jacobian.dtype)
+      direction = small_linalg.combine(weights, jacobian)
       with tf.control_dependencies(updates):
         return tf.identity(direction)
 
@@ -237,9 +236,9 @@ class GradVac(_Surgery):
   `<name>/cosine_targets` (checkpointed, made on first use), updated
   whenever the direction is computed.
 
-  Wang, Tsvetkov, Firat, Cao, "Gradient Vaccine: Investigating and
-  Improving Multi-task Optimization in Massively Multilingual Models", ICLR
-  2021, Algorithm 2. Values as TorchJD 0.18's `GradVac`.
+  Wang et al., "Gradient Vaccine: Investigating and Improving Multi-task
+  Optimization in Massively Multilingual Models", ICLR 2021, its update
+  rule. Values as TorchJD 0.18's `GradVac`.
 
   Args:
     beta: The EMA rate of the targets, in `[0, 1]`.
@@ -300,14 +299,13 @@ class GradVac(_Surgery):
                                          'its cosine-target variable')
     with tf.name_scope('gradvac'):
       targets = self._targets_for(num_heads)
-      jacobian64 = tf.cast(jacobian, tf.float64)
-      gramian64 = small_linalg.gramian(jacobian64)
+      gramian64 = small_linalg.gramian(jacobian)
       order, updates = self._order(num_heads)
       coefficients, new_targets = gradvac_coefficients(
           gramian64, order, tf.convert_to_tensor(targets), self.beta,
           self.eps)
       direction = small_linalg.combine(tf.reduce_sum(coefficients, 0),
-                                       jacobian64, jacobian.dtype)
+                                       jacobian)
       with tf.control_dependencies([new_targets]):
         update = targets.assign(new_targets, read_value=False)
       with tf.control_dependencies(

@@ -1,6 +1,6 @@
 """Runs the random and stateful aggregators mirrored over two CPUs.
 
-    python -m tests.support.aggregation_mirrored_job RESULT.json CHECKPOINT_PREFIX
+    python -m tests.support.aggregation_mirrored_job RESULT.json CKPT_PREFIX
 
 Builds a TF1 graph with a global step and, in replica context of a
 `MirroredStrategy` over two CPU devices (as `Estimator` calls a model_fn),
