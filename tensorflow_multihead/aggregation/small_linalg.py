@@ -180,11 +180,15 @@ def pseudo_inverse(gramian64):
 
 
 def combine(weights64, jacobian):
-  """`sum_i w_i g_i`, in the Jacobian's own dtype.
+  """`sum_i w_i g_i`, summed in float64, in the Jacobian's own dtype.
 
-  Not in float64: the weights carry the small problem's precision, and a
-  float64 product would double the memory and time of an `[n]`-sized step
-  for digits the Jacobian does not have.
+  In float64 since the heads may cancel out (a conflict PCGrad removes): a
+  float32 sum would leave rounding noise of the gradients' size. Cast a
+  block at a time, as in `gramian`.
   """
-  return tf.linalg.matvec(jacobian, tf.cast(weights64, jacobian.dtype),
-                          transpose_a=True)
+  if jacobian.dtype == tf.float64:
+    return tf.linalg.matvec(jacobian, weights64, transpose_a=True)
+  return by_column_blocks(
+      lambda block: tf.cast(tf.linalg.matvec(
+          tf.cast(block, tf.float64), weights64, transpose_a=True),
+                            jacobian.dtype), jacobian)
