@@ -9,10 +9,11 @@ and each number of heads K, a fresh TF1 graph gets one `aggregate` of a
 `[K, width]` float32 Jacobian held in a variable (so that nothing is
 constant-folded), as `MultiHead` gives it once per TRAIN graph. Columns:
 the graph's ops (exact: those of the graph itself, then those inside the
-functions it calls, the XLA-compiled loops of PCGrad and GradVac), the
-seconds `aggregate` takes to build, the first run's seconds (XLA compiles
-the loops then), and the median milliseconds of a later run, with its ratio
-to `Mean`'s. Times are noisy (they depend on the machine's load); op counts
+functions it calls: loops over blocks of columns, and the XLA-compiled
+loops of PCGrad and GradVac), the seconds `aggregate` takes to build, the
+first run's seconds (XLA compiles then), the median milliseconds of a later
+run, with its ratio to `Mean`'s, and its median CPU milliseconds (all
+threads). Times are noisy (they depend on the machine's load); op counts
 are not.
 """
 import argparse
@@ -61,14 +62,16 @@ def measure(name, num_heads, width, repeats):
       start = time.perf_counter()
       session.run(direction.op)
       first = time.perf_counter() - start
-      times = []
+      times, cpu_times = [], []
       for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         session.run(direction.op)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
   return {'aggregator': name, 'heads': num_heads, 'ops': ops,
           'function_ops': function_ops, 'build_s': build,
-          'first_run_s': first, 'step_ms': 1e3 * float(np.median(times))}
+          'first_run_s': first, 'step_ms': 1e3 * float(np.median(times)),
+          'step_cpu_ms': 1e3 * float(np.median(cpu_times))}
 
 
 def run(heads, width, repeats, names=None, log=print):
@@ -91,12 +94,13 @@ def _line(row, rows):
   ratio = row['step_ms'] / _baseline(row, rows)
   return (f"| {row['aggregator']} | {row['heads']} | {row['ops']} | "
           f"{row['function_ops']} | {row['build_s']:.3f} | "
-          f"{row['first_run_s']:.3f} | {row['step_ms']:.2f} | {ratio:.1f} |")
+          f"{row['first_run_s']:.3f} | {row['step_ms']:.2f} | {ratio:.1f} | "
+          f"{row['step_cpu_ms']:.2f} |")
 
 
 HEADER = ('| aggregator | heads | graph ops | ops in functions | build s | '
-          'first run s | step ms | step / Mean |\n'
-          '|---|---|---|---|---|---|---|---|')
+          'first run s | step ms | step / Mean | step CPU ms |\n'
+          '|---|---|---|---|---|---|---|---|---|')
 
 
 def main(argv=None):
