@@ -329,14 +329,17 @@ class Funnel:
           features)
       wrong = _and(tf.math.equal(given_ids, 0.),
                    tf.math.not_equal(own_ids, 0.), given_known)
-      # Names unquoted: the op's message would escape the quotes.
+      # Names unquoted: the op's message would escape the quotes. Counts
+      # rather than row indices: shapes known ahead, as XLA wants them.
+      flat = tf.reshape(tf.cast(wrong, tf.int32), [-1])
       check = tf.debugging.Assert(
           tf.math.logical_not(tf.math.reduce_any(wrong)),
           [f'Head {name} is a ConditionalHead given head {given_name}: its '
            f'label must be 0 wherever the label of {given_name} is 0 (its '
            f'event happens only after that of {given_name}). Rows with a '
-           f'label of {name} but 0 for {given_name}, the first ones:',
-           tf.where(wrong)[:5]], name='given_event_check')
+           f'label of {name} but 0 for {given_name}:',
+           tf.math.reduce_sum(flat), 'the first at flat position',
+           tf.math.argmax(flat)], name='given_event_check')
       with tf.control_dependencies([check]):
         own = tf.identity(own)
       return own, _and(tf.math.equal(given_ids, 1.), given_known, own_known)
