@@ -5,6 +5,7 @@ table tests; the data, the metrics and the way each model's probabilities
 are read are checked on known values.
 """
 import contextlib
+import doctest
 import io
 
 import numpy as np
@@ -118,3 +119,8 @@ def test_a_seed_gives_the_same_numbers_again(printed_run, tmp_path):
   _, per_seed, _, _ = printed_run
   again = funnel.run_seed(0, funnel.parse_args(ARGS), str(tmp_path))
   assert again == per_seed[0]
+
+
+def test_docstring_examples_hold():
+  failures, tried = doctest.testmod(funnel)
+  assert tried >= 3 and failures == 0
