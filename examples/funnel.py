@@ -247,8 +247,8 @@ def format_table(summary, seeds):
   """The summary as text: a row per metric, a column per way.
 
   >>> print(format_table({way: {'cvr_auc': (.5, .01)} for way in WAYS}, 5))
-  mean ± sd over 5 seeds                naive             masked        conditional
-  CVR AUC, clicked rows         0.500 ± 0.010      0.500 ± 0.010      0.500 ± 0.010
+  mean ± sd over 5 seeds                    naive             masked        conditional
+  CVR AUC, clicked rows             0.500 ± 0.010      0.500 ± 0.010      0.500 ± 0.010
   """
   lines = [f'{f"mean ± sd over {seeds} seeds":28}' +
            ''.join(f'{way:>19}' for way in WAYS)]
