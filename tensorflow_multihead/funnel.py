@@ -300,7 +300,9 @@ class Funnel:
     features = dict(features or {})
     for link in self._links:
       if labels[link.name] is None or labels[link.given.name] is None:
-        continue  # The heads say what is missing.
+        if views:  # The heads say what is missing.
+          labels[link.view_name] = labels[link.name]
+        continue
       checked, rows = self._checked_labels(link, labels, logits, features)
       labels[link.name] = checked
       if views:

@@ -197,8 +197,8 @@ def test_a_1_where_a_masked_given_head_has_no_label_is_accepted():
   heads = [tmh.MaskedHead(_binary('click'), missing_label=-1),
            tmh.ConditionalHead(_binary('conversion'), given='click')]
   logits, labels = _inputs(click=[-1, 0, 1], conversion=[1, 0, 1])
-  metrics = tmh.MultiHead(heads).update_metrics(
-      tmh.MultiHead(heads).metrics(), {}, logits, labels)
+  head = tmh.MultiHead(heads)
+  metrics = head.update_metrics(head.metrics(), {}, logits, labels)
   # The view's rows: the click label known and 1, the last row alone.
   assert metrics['label/mean/conversion_given_click'].result().numpy() == 1.
   assert metrics['label/mean/conversion'].result().numpy() == pytest.approx(

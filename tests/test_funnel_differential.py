@@ -14,11 +14,14 @@ import pytest
 
 from tests import funnel_differential as fd
 
+# Each option of `Case` in at least one: the given head masked (with and
+# without a vocabulary) or weighted, the conditional head masked or
+# weighted, chains, sequence logits.
 CASES = {
     'plain': fd.Case(),
+    'weighted_and_masked': fd.Case(given_weight=True, masked=True,
+                                   weight=True, seed=1),
     'given_masked': fd.Case(given_masked=True),
-    'given_weight': fd.Case(given_weight=True),
-    'masked_and_weighted': fd.Case(masked=True, weight=True, seed=1),
     'vocabulary': fd.Case(vocabulary=True, given_masked=True, seed=2),
     'chain_of_three': fd.Case(chain=3, masked=True, seed=3),
     'rank_3': fd.Case(rank=3, weight=True, seed=4),
