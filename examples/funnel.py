@@ -30,7 +30,7 @@ draws its own data and initial weights):
 
 From the repository root:
 
-  python -m examples.funnel                 # 5 seeds, a few minutes
+  python -m examples.funnel                 # 5 seeds, 2 CPU minutes
   python -m examples.funnel --seeds 10 --steps 3000
 """
 import argparse
