@@ -12,6 +12,7 @@ the single-device step on both batches.
 import numpy as np
 import pytest
 
+from tensorflow_multihead import weighting
 from tests import test_distributed as distributed
 from tests.support import cluster
 from tests.support import distributed_job as job
@@ -31,6 +32,9 @@ STATE_NAMES = {
     'dynamic_weight_average': {'window_sums', 'window_steps', 'window_means',
                                'complete_windows'},
     'gradnorm': {'weights', 'initial_losses', 'has_initial_losses'},
+    'random': {'weights'},
+    'famo': {'logits', 'adam_m', 'adam_v', 'adam_steps', 'previous_losses',
+             'has_previous_losses'},
 }
 
 
@@ -79,6 +83,13 @@ def test_the_state_moved_from_its_initial_value(runs, method):
       'uncertainty': lambda: np.abs(state['log_variances']).min() > 1e-3,
       'dynamic_weight_average': lambda: state['complete_windows'] == STEPS,
       'gradnorm': lambda: np.abs(np.array(state['weights']) - 1.).min() > 1e-3,
+      # Drawn for global step STEPS: as the draw of step 0 it is not.
+      'random': lambda: not np.allclose(
+          state['weights'], weighting.RandomLossWeighting(seed=3).draw(
+              3, step=0).numpy()),
+      # Updated at every step after the first: STEPS - 1 Adam steps.
+      'famo': lambda: state['adam_steps'] == STEPS - 1 and np.abs(
+          state['logits']).min() > 1e-3,
   }[method]
   assert moved(), state
 
