@@ -1,21 +1,26 @@
 """TRAIN step time with a learned loss weighting against the plain step.
 
-Trains one `tf.estimator.Estimator` per side on synthetic data: a trunk of
-two dense layers (`--hidden-units`, ReLU) feeding the logits of `--heads`
-fused heads (`BinaryClassHead`s without a weight column by default), Adam,
-`--batch-size` rows a step. The sides differ only in the `MultiHead`'s
-`loss_weighting`: none (`plain`, the weighted sum), or one of
+Builds, per side, the TRAIN spec of one model in a fresh graph and runs its
+train op in a `tf.compat.v1.Session`: a trunk of two dense layers
+(`--hidden-units`, ReLU) feeding the logits of `--heads` fused heads
+(`BinaryClassHead`s without a weight column by default), Adam, on one batch
+of `--batch-size` synthetic rows held in variables (no input pipeline, no
+summaries or checkpoints: the step alone). The sides differ only in the
+`MultiHead`'s `loss_weighting`: none (`plain`, the weighted sum), or one of
 `weighting`'s methods that stay O(1) in the number of heads (`random`:
 `RandomLossWeighting`, `famo`: `FAMO`; `uncertainty` and `dwa` too on
 request). Prints, per side:
 
-* `graph ops`: ops in the TRAIN graph when `model_fn` returns (exact);
-* `step ms`: the median wall time of a training step after the first ones
-  (`--warm-up-steps`), the best of `--repeats` runs, the sides' order
-  rotating between repeats;
-* `ratio`: that time over the plain step's (issue 14's target at 1,024 fused
-  heads: at most 1.5 for `random` and `famo`);
+* `graph ops`: ops in the TRAIN graph (exact);
+* `step ms`: the median wall time of `session.run(train_op)` after the
+  first `--warm-up-steps`, the best of `--repeats` runs (the sides' order
+  rotating between repeats), and `mean step ms`;
+* `ratio to plain`: that median over the plain step's (issue 14's target at
+  1,024 fused heads: at most 1.5 for `random` and `famo`);
 * `fused`: whether the heads stayed in fused groups.
+
+Each run is a fresh child process (`--child`), so that no side's graphs or
+memory weigh on the next.
 
     python -m benchmarks.weighting_steps                    # 1,024 heads
     python -m benchmarks.weighting_steps --heads=1024 --steps=200 \
@@ -24,10 +29,10 @@ request). Prints, per side:
 Step times are noisy on a shared machine: compare sides of one run only.
 """
 import argparse
-import shutil
+import json
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 
 from benchmarks import common
@@ -62,99 +67,92 @@ def make_weighting(method):
   }[method]()
 
 
-class StepTimes(tf.compat.v1.train.SessionRunHook):
-  """The wall time of every training step."""
-
-  def __init__(self):
-    self.seconds = []
-    self._started = None
-
-  def before_run(self, run_context):
-    del run_context  # Only the time matters.
-    self._started = time.perf_counter()
-
-  def after_run(self, run_context, run_values):
-    del run_context, run_values
-    self.seconds.append(time.perf_counter() - self._started)
-
-
-class ModelFn:
-  """A trunk, then a `MultiHead` of fused heads weighted by `method`."""
-
-  def __init__(self, method, heads, kinds, hidden_units):
-    self.method = method
-    self.heads = heads
-    self.kinds = kinds
-    self.hidden_units = hidden_units
-    self.graph_ops = None
-    self.fused = None
-
-  def __call__(self, features, labels, mode):
-    multi_head = MultiHead(common.make_heads(self.heads, self.kinds),
-                           loss_weighting=make_weighting(self.method))
-    hidden = features[common.FEATURE_COLUMN]
-    for index in range(2):
-      hidden = tf.compat.v1.layers.dense(
-          hidden, self.hidden_units, tf.nn.relu, name=f'trunk_{index}')
-    logits = tf.compat.v1.layers.dense(hidden, multi_head.logits_dimension,
-                                       name='logits')
-    optimizer = tf.keras.optimizers.legacy.Adam(1e-3)
-    optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
-    spec = multi_head.create_estimator_spec(
-        features=features, mode=mode, logits=logits, labels=labels,
-        optimizer=optimizer,
-        trainable_variables=tf.compat.v1.trainable_variables())
-    self.graph_ops = len(tf.compat.v1.get_default_graph().get_operations())
-    self.fused = multi_head.fuse_heads
-    return spec
-
-
-def input_fn_for(heads, kinds, batch_size, feature_width, examples=2048):
-  features, labels = common.synthetic_data(heads, examples, feature_width,
+def build_train_step(method, heads, kinds, batch_size, feature_width,
+                     hidden_units):
+  """Builds TRAIN in the current graph; returns `(train_op, fused)`."""
+  multi_head = MultiHead(common.make_heads(heads, kinds),
+                         loss_weighting=make_weighting(method))
+  features, labels = common.synthetic_data(heads, batch_size, feature_width,
                                            seed=0, kinds=kinds)
+  # Held in variables, so that the graph holds no large constant and a step
+  # reads no input pipeline.
+  hidden = tf.compat.v1.Variable(features[common.FEATURE_COLUMN],
+                                 trainable=False, name='features')
+  labels = {name: tf.compat.v1.Variable(value, trainable=False,
+                                        name=f'labels_{name}')
+            for name, value in labels.items()}
+  for index in range(2):
+    hidden = tf.compat.v1.layers.dense(hidden, hidden_units, tf.nn.relu,
+                                       name=f'trunk_{index}')
+  logits = tf.compat.v1.layers.dense(hidden, multi_head.logits_dimension,
+                                     name='logits')
+  optimizer = tf.keras.optimizers.legacy.Adam(1e-3)
+  optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
+  spec = multi_head.create_estimator_spec(
+      features={}, mode=tf.estimator.ModeKeys.TRAIN, logits=logits,
+      labels={name: tf.convert_to_tensor(value)
+              for name, value in labels.items()},
+      optimizer=optimizer,
+      trainable_variables=tf.compat.v1.trainable_variables())
+  return spec.train_op, multi_head.fuse_heads
 
-  def input_fn():
-    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
-    return dataset.repeat().batch(batch_size, drop_remainder=True).prefetch(2)
 
-  return input_fn
+def run_side(method, heads, kinds, steps, warm_up_steps, batch_size,
+             feature_width, hidden_units):
+  """Runs `steps` training steps of a fresh graph; returns its measures."""
+  with tf.Graph().as_default() as graph:
+    tf.compat.v1.set_random_seed(0)
+    train_op, fused = build_train_step(method, heads, kinds, batch_size,
+                                       feature_width, hidden_units)
+    graph_ops = len(graph.get_operations())
+    with tf.compat.v1.Session() as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      seconds = []
+      for _ in range(steps):
+        started = time.perf_counter()
+        session.run(train_op)
+        seconds.append(time.perf_counter() - started)
+  timed = seconds[warm_up_steps:] or seconds
+  return {'graph_ops': graph_ops, 'fused': fused,
+          'step_ms': 1e3 * statistics.median(timed),
+          'mean_step_ms': 1e3 * statistics.fmean(timed),
+          'steps': len(seconds)}
 
 
-def run_side(method, heads, kinds, steps, warm_up_steps, input_fn,
-             hidden_units):
-  """Trains `steps` steps; returns the side's measures."""
-  model_dir = tempfile.mkdtemp(prefix=f'weighting_{method}_')
-  try:
-    model_fn = ModelFn(method, heads, kinds, hidden_units)
-    estimator = tf.estimator.Estimator(model_fn, config=tf.estimator.RunConfig(
-        model_dir=model_dir, tf_random_seed=0, log_step_count_steps=None))
-    times = StepTimes()
-    estimator.train(input_fn, steps=steps, hooks=[times])
-    timed = times.seconds[warm_up_steps:] or times.seconds
-    return {'graph_ops': model_fn.graph_ops, 'fused': model_fn.fused,
-            'step_ms': 1e3 * statistics.median(timed),
-            'mean_step_ms': 1e3 * statistics.fmean(timed),
-            'steps': len(times.seconds)}
-  finally:
-    shutil.rmtree(model_dir, ignore_errors=True)
+def run_child(method, heads, kinds, steps, warm_up_steps, batch_size,
+              feature_width, hidden_units):
+  """`run_side` in a child process; returns its measures."""
+  completed = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.weighting_steps',
+       f'--child={method}', f'--heads={heads}', f'--kinds={",".join(kinds)}',
+       f'--steps={steps}', f'--warm-up-steps={warm_up_steps}',
+       f'--batch-size={batch_size}', f'--feature-width={feature_width}',
+       f'--hidden-units={hidden_units}'],
+      capture_output=True, text=True, check=False)
+  if completed.returncode:
+    raise RuntimeError(f'The {method} run failed:\n{completed.stderr[-3000:]}')
+  return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def run(heads=1024, methods=DEFAULT_METHODS, steps=100, warm_up_steps=10,
         repeats=2, batch_size=512, feature_width=32, hidden_units=256,
-        kinds=('binary_unweighted',), log=print):
-  """Runs every side `repeats` times; returns one row per side."""
+        kinds=('binary_unweighted',), log=print, in_process=False):
+  """Runs every side `repeats` times; returns one row per side.
+
+  Each run in a child process, unless `in_process`.
+  """
   if 'plain' not in methods:
     raise ValueError(f'methods must include plain, the baseline; given '
                      f'{list(methods)}.')
-  input_fn = input_fn_for(heads, list(kinds), batch_size, feature_width)
   runs = {method: [] for method in methods}
   order = list(methods)
   for repeat in range(repeats):
     for method in order:
       log(f'repeat {repeat + 1}/{repeats}: {method}, {heads} heads, {steps} '
           'steps ...', end='', flush=True)
-      measures = run_side(method, heads, list(kinds), steps, warm_up_steps,
-                          input_fn, hidden_units)
+      measures = (run_side if in_process else run_child)(
+          method, heads, list(kinds), steps, warm_up_steps, batch_size,
+          feature_width, hidden_units)
       runs[method].append(measures)
       log(f' {measures["step_ms"]:.2f} ms a step')
     order = order[1:] + order[:1]
@@ -185,6 +183,9 @@ def parse_args(argv):
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--batch-size', type=int, default=512)
   parser.add_argument('--hidden-units', type=int, default=256)
+  parser.add_argument('--feature-width', type=int, default=32)
+  parser.add_argument('--child', metavar='METHOD',
+                      help='(internal) run one side, print its measures')
   parser.add_argument('--markdown', metavar='PATH')
   parser.add_argument('--json', metavar='PATH')
   return parser.parse_args(argv)
@@ -193,6 +194,13 @@ def parse_args(argv):
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
+  if args.child:
+    common.quiet_tensorflow()
+    print(json.dumps(run_side(
+        args.child, args.heads, common.parse_kinds(args.kinds), args.steps,
+        args.warm_up_steps, args.batch_size, args.feature_width,
+        args.hidden_units)))
+    return 0
   methods = [name.strip() for name in args.methods.split(',') if name.strip()]
   unknown = [name for name in methods if name not in METHODS]
   if unknown:
@@ -201,7 +209,8 @@ def main(argv=None):
   started = time.perf_counter()
   rows = run(heads=args.heads, methods=methods, steps=args.steps,
              warm_up_steps=args.warm_up_steps, repeats=args.repeats,
-             batch_size=args.batch_size, hidden_units=args.hidden_units,
+             batch_size=args.batch_size, feature_width=args.feature_width,
+             hidden_units=args.hidden_units,
              kinds=common.parse_kinds(args.kinds))
   print()
   print(report(rows))

@@ -376,7 +376,7 @@ def test_plots_merge_the_eval_rows_of_several_runs(tmp_path):
 def weighting_rows():
   return weighting_steps.run(
       heads=4, steps=3, warm_up_steps=1, repeats=1, batch_size=8,
-      feature_width=3, hidden_units=4, log=_silent)
+      feature_width=3, hidden_units=4, log=_silent, in_process=True)
 
 
 def test_weighting_steps_trains_every_side_with_its_heads_fused(
@@ -406,3 +406,14 @@ def test_weighting_steps_table_has_a_line_per_side(weighting_rows):
   lines = weighting_steps.report(weighting_rows).splitlines()
   assert lines[0].split()[:3] == ['method', 'heads', 'graph']
   assert [line.split()[0] for line in lines[2:]] == ['plain', 'random', 'famo']
+
+
+def test_weighting_steps_child_prints_one_sides_measures(capsys,
+                                                          keep_tf_log_level):
+  del keep_tf_log_level
+  assert weighting_steps.main([
+      '--child=famo', '--heads=2', '--steps=2', '--warm-up-steps=0',
+      '--batch-size=4', '--feature-width=2', '--hidden-units=2']) == 0
+  measures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert measures['steps'] == 2 and measures['fused'] is True
+  assert measures['graph_ops'] > 0 and measures['step_ms'] > 0
