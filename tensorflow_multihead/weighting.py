@@ -7,7 +7,13 @@ are learned while the model trains:
 * `Uncertainty()`: Kendall, Gal and Cipolla, CVPR 2018;
 * `DynamicWeightAverage(temperature, window)`: Liu, Johns and Davison,
   CVPR 2019;
-* `GradNorm(alpha, shared_variables, learning_rate)`: Chen et al., ICML 2018.
+* `GradNorm(alpha, shared_variables, learning_rate, min_weight)`: Chen et
+  al., ICML 2018;
+* `RandomLossWeighting(seed)`: Lin et al., TMLR 2022 (RLW);
+* `FAMO(learning_rate, weight_decay, min_losses)`: Liu et al., NeurIPS 2023.
+
+RLW and FAMO cost O(1) ops per step in the number of heads (no per-head
+gradient) and keep fused groups fused.
 
 Below, `K` is the number of heads and `L_i` head `i`'s loss; with
 `head_weights` too, `L_i` stands for `p_i * loss_i`: each fixed weight `p_i`
