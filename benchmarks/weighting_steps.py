@@ -11,27 +11,27 @@ summaries or checkpoints: the step alone). The sides differ only in the
 `RandomLossWeighting`, `famo`: `FAMO`; `uncertainty` and `dwa` too on
 request). Prints, per side:
 
-* `graph ops`: ops in the TRAIN graph (exact);
+* `graph ops`: ops in the TRAIN graph (exact), and `build s`, the seconds
+  the model and its TRAIN spec took to build;
 * `step ms`: the median wall time of `session.run(train_op)` after the
-  first `--warm-up-steps`, the best of `--repeats` runs (the sides' order
-  rotating between repeats), and `mean step ms`;
+  first `--warm-up-steps`, and `mean step ms`. All sides are built first, in
+  one process, then their steps run in turn (the order rotating every
+  step), so that the machine's load weighs on every side alike;
 * `ratio to plain`: that median over the plain step's (issue 14's target at
   1,024 fused heads: at most 1.5 for `random` and `famo`);
 * `fused`: whether the heads stayed in fused groups.
 
-Each run is a fresh child process (`--child`), so that no side's graphs or
-memory weigh on the next.
+At 1,024 heads the process holds the sides' graphs together: about 3 GiB
+with the three default sides.
 
     python -m benchmarks.weighting_steps                    # 1,024 heads
-    python -m benchmarks.weighting_steps --heads=1024 --steps=200 \
-        --repeats=3 --methods=plain,random,famo,uncertainty,dwa --json=r.json
+    python -m benchmarks.weighting_steps --heads=1024 --steps=500 \
+        --methods=plain,random,famo,uncertainty,dwa --json=r.json
 
 Step times are noisy on a shared machine: compare sides of one run only.
 """
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import time
 
@@ -49,6 +49,7 @@ COLUMNS = (
     common.Column('method', 'method'),
     common.Column('heads', 'heads', ','),
     common.Column('graph_ops', 'graph ops', ','),
+    common.Column('build_seconds', 'build s', '.2f'),
     common.Column('step_ms', 'step ms', '.2f'),
     common.Column('mean_step_ms', 'mean step ms', '.2f'),
     common.Column('ratio', 'ratio to plain', '.3f'),
@@ -97,69 +98,69 @@ def build_train_step(method, heads, kinds, batch_size, feature_width,
   return spec.train_op, multi_head.fuse_heads
 
 
-def run_side(method, heads, kinds, steps, warm_up_steps, batch_size,
-             feature_width, hidden_units):
-  """Runs `steps` training steps of a fresh graph; returns its measures."""
-  with tf.Graph().as_default() as graph:
-    tf.compat.v1.set_random_seed(0)
-    train_op, fused = build_train_step(method, heads, kinds, batch_size,
-                                       feature_width, hidden_units)
-    graph_ops = len(graph.get_operations())
-    with tf.compat.v1.Session() as session:
-      session.run(tf.compat.v1.global_variables_initializer())
-      seconds = []
-      for _ in range(steps):
-        started = time.perf_counter()
-        session.run(train_op)
-        seconds.append(time.perf_counter() - started)
-  timed = seconds[warm_up_steps:] or seconds
-  return {'graph_ops': graph_ops, 'fused': fused,
-          'step_ms': 1e3 * statistics.median(timed),
-          'mean_step_ms': 1e3 * statistics.fmean(timed),
-          'steps': len(seconds)}
+class Side:
+  """One side's TRAIN graph, built, with its session open."""
 
+  def __init__(self, method, heads, kinds, batch_size, feature_width,
+               hidden_units):
+    self.method = method
+    self.graph = tf.Graph()
+    with self.graph.as_default():
+      tf.compat.v1.set_random_seed(0)
+      started = time.perf_counter()
+      self.train_op, self.fused = build_train_step(
+          method, heads, kinds, batch_size, feature_width, hidden_units)
+      self.build_seconds = time.perf_counter() - started
+      self.graph_ops = len(self.graph.get_operations())
+      self.session = tf.compat.v1.Session()
+      self.session.run(tf.compat.v1.global_variables_initializer())
+    self.seconds = []
 
-def run_child(method, heads, kinds, steps, warm_up_steps, batch_size,
-              feature_width, hidden_units):
-  """`run_side` in a child process; returns its measures."""
-  completed = subprocess.run(
-      [sys.executable, '-m', 'benchmarks.weighting_steps',
-       f'--child={method}', f'--heads={heads}', f'--kinds={",".join(kinds)}',
-       f'--steps={steps}', f'--warm-up-steps={warm_up_steps}',
-       f'--batch-size={batch_size}', f'--feature-width={feature_width}',
-       f'--hidden-units={hidden_units}'],
-      capture_output=True, text=True, check=False)
-  if completed.returncode:
-    raise RuntimeError(f'The {method} run failed:\n{completed.stderr[-3000:]}')
-  return json.loads(completed.stdout.strip().splitlines()[-1])
+  def step(self):
+    started = time.perf_counter()
+    self.session.run(self.train_op)
+    self.seconds.append(time.perf_counter() - started)
+
+  def measures(self, warm_up_steps):
+    timed = self.seconds[warm_up_steps:] or self.seconds
+    return {'graph_ops': self.graph_ops, 'fused': self.fused,
+            'build_seconds': self.build_seconds,
+            'step_ms': 1e3 * statistics.median(timed),
+            'mean_step_ms': 1e3 * statistics.fmean(timed),
+            'steps': len(self.seconds)}
+
+  def close(self):
+    self.session.close()
 
 
 def run(heads=1024, methods=DEFAULT_METHODS, steps=100, warm_up_steps=10,
-        repeats=2, batch_size=512, feature_width=32, hidden_units=256,
-        kinds=('binary_unweighted',), log=print, in_process=False):
-  """Runs every side `repeats` times; returns one row per side.
+        batch_size=512, feature_width=32, hidden_units=256,
+        kinds=('binary_unweighted',), log=print):
+  """Builds every side, then runs their steps in turn; a row per side.
 
-  Each run in a child process, unless `in_process`.
+  Step `t` runs each side once, the order rotating with `t`, so that a
+  change in the machine's load reaches every side alike.
   """
   if 'plain' not in methods:
     raise ValueError(f'methods must include plain, the baseline; given '
                      f'{list(methods)}.')
-  runs = {method: [] for method in methods}
-  order = list(methods)
-  for repeat in range(repeats):
-    for method in order:
-      log(f'repeat {repeat + 1}/{repeats}: {method}, {heads} heads, {steps} '
-          'steps ...', end='', flush=True)
-      measures = (run_side if in_process else run_child)(
-          method, heads, list(kinds), steps, warm_up_steps, batch_size,
-          feature_width, hidden_units)
-      runs[method].append(measures)
-      log(f' {measures["step_ms"]:.2f} ms a step')
-    order = order[1:] + order[:1]
-  rows = []
-  for method in methods:
-    best = min(runs[method], key=lambda measures: measures['step_ms'])
-    rows.append(dict(best, method=method, heads=heads))
+  sides = []
+  try:
+    for method in methods:
+      log(f'building {method}, {heads} heads ...', end='', flush=True)
+      sides.append(Side(method, heads, list(kinds), batch_size,
+                        feature_width, hidden_units))
+      log(f' {sides[-1].build_seconds:.2f} s, {sides[-1].graph_ops:,} ops')
+    log(f'running {steps} steps of each, in turn ...', flush=True)
+    for step in range(steps):
+      shift = step % len(sides)
+      for side in sides[shift:] + sides[:shift]:
+        side.step()
+    rows = [dict(side.measures(warm_up_steps), method=side.method,
+                 heads=heads) for side in sides]
+  finally:
+    for side in sides:
+      side.close()
   plain = next(row for row in rows if row['method'] == 'plain')
   for row in rows:
     row['ratio'] = common.ratio(row['step_ms'], plain['step_ms'])
@@ -180,12 +181,9 @@ def parse_args(argv):
   parser.add_argument('--steps', type=int, default=100)
   parser.add_argument('--warm-up-steps', type=int, default=10,
                       help='first steps of each run left out of the times')
-  parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--batch-size', type=int, default=512)
   parser.add_argument('--hidden-units', type=int, default=256)
   parser.add_argument('--feature-width', type=int, default=32)
-  parser.add_argument('--child', metavar='METHOD',
-                      help='(internal) run one side, print its measures')
   parser.add_argument('--markdown', metavar='PATH')
   parser.add_argument('--json', metavar='PATH')
   return parser.parse_args(argv)
@@ -194,13 +192,6 @@ def parse_args(argv):
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
-  if args.child:
-    common.quiet_tensorflow()
-    print(json.dumps(run_side(
-        args.child, args.heads, common.parse_kinds(args.kinds), args.steps,
-        args.warm_up_steps, args.batch_size, args.feature_width,
-        args.hidden_units)))
-    return 0
   methods = [name.strip() for name in args.methods.split(',') if name.strip()]
   unknown = [name for name in methods if name not in METHODS]
   if unknown:
@@ -208,7 +199,7 @@ def main(argv=None):
   common.quiet_tensorflow()
   started = time.perf_counter()
   rows = run(heads=args.heads, methods=methods, steps=args.steps,
-             warm_up_steps=args.warm_up_steps, repeats=args.repeats,
+             warm_up_steps=args.warm_up_steps,
              batch_size=args.batch_size, feature_width=args.feature_width,
              hidden_units=args.hidden_units,
              kinds=common.parse_kinds(args.kinds))

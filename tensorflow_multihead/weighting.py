@@ -112,6 +112,9 @@ class LossWeighting(abc.ABC):
   def initial_state(self, num_heads):
     """Returns `{name: (initial value, trainable)}` for `num_heads` heads.
 
+    An initial value is a NumPy value or a tensor (computed once, when the
+    variable is initialized).
+
     A trainable variable is trained by the merged loss with the model: it is
     added to `optimizer=`'s variables and sits in `TRAINABLE_VARIABLES`.
     """

@@ -375,8 +375,8 @@ def test_plots_merge_the_eval_rows_of_several_runs(tmp_path):
 @pytest.fixture(scope='module')
 def weighting_rows():
   return weighting_steps.run(
-      heads=4, steps=3, warm_up_steps=1, repeats=1, batch_size=8,
-      feature_width=3, hidden_units=4, log=_silent, in_process=True)
+      heads=4, steps=3, warm_up_steps=1, batch_size=8, feature_width=3,
+      hidden_units=4, log=_silent)
 
 
 def test_weighting_steps_trains_every_side_with_its_heads_fused(
@@ -408,12 +408,14 @@ def test_weighting_steps_table_has_a_line_per_side(weighting_rows):
   assert [line.split()[0] for line in lines[2:]] == ['plain', 'random', 'famo']
 
 
-def test_weighting_steps_child_prints_one_sides_measures(capsys,
-                                                          keep_tf_log_level):
+def test_weighting_steps_main_prints_the_table_and_writes_json(
+    tmp_path, capsys, keep_tf_log_level):
   del keep_tf_log_level
+  json_path = tmp_path / 'rows.json'
   assert weighting_steps.main([
-      '--child=famo', '--heads=2', '--steps=2', '--warm-up-steps=0',
-      '--batch-size=4', '--feature-width=2', '--hidden-units=2']) == 0
-  measures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  assert measures['steps'] == 2 and measures['fused'] is True
-  assert measures['graph_ops'] > 0 and measures['step_ms'] > 0
+      '--heads=2', '--steps=2', '--warm-up-steps=0', '--batch-size=4',
+      '--hidden-units=2', '--methods=plain,famo', f'--json={json_path}']) == 0
+  assert 'ratio to plain' in capsys.readouterr().out
+  rows = json.loads(json_path.read_text())['rows']
+  assert [(row['method'], row['steps']) for row in rows] == [
+      ('plain', 2), ('famo', 2)]
