@@ -21,8 +21,8 @@ request). Prints, per side:
   1,024 fused heads: at most 1.5 for `random` and `famo`);
 * `fused`: whether the heads stayed in fused groups.
 
-At 1,024 heads the process holds the sides' graphs together: about 3 GiB
-with the three default sides.
+At 1,024 heads the process holds the sides' graphs together: about 6 GiB
+of memory with the three default sides (2 GiB a side), so run it alone.
 
     python -m benchmarks.weighting_steps                    # 1,024 heads
     python -m benchmarks.weighting_steps --heads=1024 --steps=500 \
