@@ -206,7 +206,8 @@ def main(argv=None):
   print()
   print(report(rows))
   over = [row['method'] for row in rows
-          if row['method'] in ('random', 'famo') and row['ratio'] > RATIO_TARGET]
+          if row['method'] in ('random', 'famo') and
+          row['ratio'] > RATIO_TARGET]
   print(f'\nabove the {RATIO_TARGET}x target: {over or "none"}')
   note = common.machine_note()
   if args.markdown:

@@ -27,18 +27,22 @@ from tests import weighting_formulas as formulas
 
 TRAIN = tf.estimator.ModeKeys.TRAIN
 LR = base.LEARNING_RATE
+# The set-up of test_weighting, shared.
+# pylint: disable=protected-access
+_heads = base._heads
+_state_variables = base._state_variables
+_load = base._load
+_renormalized_with_floor = weighting._renormalized_with_floor
+# pylint: enable=protected-access
 
 
 def _steps(method, state=None, steps=1, trainer='optimizer'):
-  """Runs `steps` SGD steps from `state`; returns `(state, bias)` after.
-
-  Also returns the weighting state before each step, as a list.
-  """
+  """Runs `steps` SGD steps from `state`; returns `(state, bias)` after."""
   with tf.Graph().as_default(), tf.compat.v1.Session() as session:
     spec = _spec(method, trainer)
     session.run(tf.compat.v1.global_variables_initializer())
-    variables = base._state_variables()  # pylint: disable=protected-access
-    base._load(session, variables, state or {})  # pylint: disable=protected-access
+    variables = _state_variables()
+    _load(session, variables, state or {})
     (bias,) = [variable for variable in tf.compat.v1.global_variables()
                if variable.op.name == 'bias']
     for _ in range(steps):
@@ -103,7 +107,7 @@ def test_rlw_three_steps_store_the_draw_of_step_three_in_every_run():
 
 def test_rlw_without_a_global_step_raises_value_error():
   with tf.Graph().as_default():
-    head = MultiHead(base._heads(), loss_weighting=(  # pylint: disable=protected-access
+    head = MultiHead(_heads(), loss_weighting=(
         weighting.RandomLossWeighting()))
     bias = tf.compat.v1.get_variable('bias', [2])
     with pytest.raises(ValueError, match=r"RandomLossWeighting \(heads "
@@ -241,7 +245,7 @@ def test_famo_bad_arguments_raise(kwargs, error, message):
 
 def test_famo_min_losses_of_the_wrong_length_raise_when_the_graph_is_built():
   with tf.Graph().as_default():
-    head = MultiHead(base._heads(), loss_weighting=weighting.FAMO(  # pylint: disable=protected-access
+    head = MultiHead(_heads(), loss_weighting=weighting.FAMO(
         min_losses=[0., 0., 0.]))
     with pytest.raises(ValueError, match='FAMO min_losses has 3 entries for '
                        '2 heads'):
@@ -249,7 +253,7 @@ def test_famo_min_losses_of_the_wrong_length_raise_when_the_graph_is_built():
 
 
 def test_famo_loss_below_its_bound_fails_at_run_time():
-  head = MultiHead(base._heads(), loss_weighting=weighting.FAMO(  # pylint: disable=protected-access
+  head = MultiHead(_heads(), loss_weighting=weighting.FAMO(
       min_losses=[0., 100.]))
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="FAMO needs each head's loss to be at least its "
@@ -259,7 +263,7 @@ def test_famo_loss_below_its_bound_fails_at_run_time():
 
 def test_rlw_and_famo_keep_fused_groups():
   for method in (weighting.RandomLossWeighting(), weighting.FAMO()):
-    assert MultiHead(base._heads(), loss_weighting=method).fuse_heads  # pylint: disable=protected-access
+    assert MultiHead(_heads(), loss_weighting=method).fuse_heads
 
 
 # GradNorm's floor.
@@ -275,7 +279,7 @@ def _gradnorm(min_weight):
 def _gradnorm_step(state, min_weight):
   """One GradNorm step from `state`; returns `(weights after, stderr)`."""
   with tf.Graph().as_default(), tf.compat.v1.Session() as session:
-    head = MultiHead(base._heads(), head_weights=list(base.PRIOR),  # pylint: disable=protected-access
+    head = MultiHead(_heads(), head_weights=list(base.PRIOR),
                      loss_weighting=_gradnorm(min_weight))
     bias = tf.compat.v1.get_variable(
         'bias', [2], initializer=tf.compat.v1.zeros_initializer())
@@ -283,8 +287,8 @@ def _gradnorm_step(state, min_weight):
         features={}, mode=TRAIN, logits=tf.constant(base.LOGITS) + bias,
         labels=base.LABELS, train_op_fn=lambda loss: tf.no_op())
     session.run(tf.compat.v1.global_variables_initializer())
-    variables = base._state_variables()  # pylint: disable=protected-access
-    base._load(session, variables, state)  # pylint: disable=protected-access
+    variables = _state_variables()
+    _load(session, variables, state)
     session.run(spec.train_op)
     return session.run(variables['weights'])
 
@@ -339,7 +343,7 @@ def test_renormalizing_with_a_floor_matches_the_pinning_formula():
   for _ in range(20):
     stepped = rng.normal(1., 1.5, size=6)
     floor = rng.uniform(0.01, 0.5)
-    ours = weighting._renormalized_with_floor(  # pylint: disable=protected-access
+    ours = _renormalized_with_floor(
         tf.constant(stepped), floor).numpy()
     np.testing.assert_allclose(
         ours, formulas.renormalized_with_floor(stepped, floor), rtol=1e-9)
