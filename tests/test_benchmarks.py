@@ -15,6 +15,7 @@ from benchmarks import common
 from benchmarks import estimator_steps
 from benchmarks import graph_build
 from benchmarks import plots
+from benchmarks import weighting_steps
 
 pytestmark = pytest.mark.xdist_group('benchmarks')
 
@@ -366,3 +367,55 @@ def test_plots_merge_the_eval_rows_of_several_runs(tmp_path):
   assert plots.merged_rows([str(first), str(second)]) == [
       {'heads': 32, 'mode': 'eval', 'reference_ops': 9, 'fused_ops': 3},
       {'heads': 1024, 'mode': 'eval', 'fused_ops': 5}]
+
+
+# weighting_steps.
+
+
+@pytest.fixture(scope='module')
+def weighting_rows():
+  return weighting_steps.run(
+      heads=4, steps=3, warm_up_steps=1, batch_size=8, feature_width=3,
+      hidden_units=4, log=_silent)
+
+
+def test_weighting_steps_trains_every_side_with_its_heads_fused(
+    weighting_rows):
+  assert [row['method'] for row in weighting_rows] == [
+      'plain', 'random', 'famo']
+  for row in weighting_rows:
+    assert row['steps'] == 3 and row['fused'] is True and row['heads'] == 4
+    assert {column.key for column in weighting_steps.COLUMNS} <= set(row)
+
+
+def test_weighting_steps_ratios_divide_by_the_plain_step(weighting_rows):
+  plain = weighting_rows[0]
+  assert plain['ratio'] == 1.
+  for row in weighting_rows[1:]:
+    assert math.isclose(row['ratio'], row['step_ms'] / plain['step_ms'])
+    # The learned weights add their state, update and summaries.
+    assert row['graph_ops'] > plain['graph_ops']
+
+
+def test_weighting_steps_needs_the_plain_side():
+  with pytest.raises(ValueError, match='methods must include plain'):
+    weighting_steps.run(heads=2, methods=('famo',), log=_silent)
+
+
+def test_weighting_steps_table_has_a_line_per_side(weighting_rows):
+  lines = weighting_steps.report(weighting_rows).splitlines()
+  assert lines[0].split()[:3] == ['method', 'heads', 'graph']
+  assert [line.split()[0] for line in lines[2:]] == ['plain', 'random', 'famo']
+
+
+def test_weighting_steps_main_prints_the_table_and_writes_json(
+    tmp_path, capsys, keep_tf_log_level):
+  del keep_tf_log_level
+  json_path = tmp_path / 'rows.json'
+  assert weighting_steps.main([
+      '--heads=2', '--steps=2', '--warm-up-steps=0', '--batch-size=4',
+      '--hidden-units=2', '--methods=plain,famo', f'--json={json_path}']) == 0
+  assert 'ratio to plain' in capsys.readouterr().out
+  rows = json.loads(json_path.read_text())['rows']
+  assert [(row['method'], row['steps']) for row in rows] == [
+      ('plain', 2), ('famo', 2)]
