@@ -25,11 +25,13 @@ from tensorflow_estimator.python.estimator import model_fn
 from tensorflow_estimator.python.estimator.canned import metric_keys
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
+from tensorflow_multihead import aggregated_training
 from tensorflow_multihead import base_head
 from tensorflow_multihead import fusion
 from tensorflow_multihead import head_group
 from tensorflow_multihead import head_parts
 from tensorflow_multihead import loss_merger
+from tensorflow_multihead import shared_parameters
 
 _MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 # Where the summed regularization losses travel among the metric tensors.
@@ -98,24 +100,34 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     fuse_heads: Whether heads of one type and configuration (see
       `tensorflow_multihead.fusion`) are computed together, by batched ops:
       the same values, a graph a fraction of the size. `False` computes
-      every head on its own, as does a `loss_weighting` that differentiates
-      each head's loss apart (`weighting.GradNorm`).
+      every head on its own.
     loss_weighting: Optional `weighting` method learning the loss weights;
       `head_weights` then multiply the losses before it, as fixed priors.
+    gradient_aggregation: Optional `aggregation` method (such as
+      `aggregation.UPGrad(shared_variables=[...])`): in TRAIN the shared
+      variables (or representation) it names move along its aggregate of
+      the heads' weighted loss gradients instead of their sum, every other
+      variable by its plain gradient; the spec's `loss` is unchanged. See
+      `aggregated_training` and docs/aggregation.md.
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
       `head_weights` of another length than `heads`; an unknown
-      `default_head`.
+      `default_head`; a `gradient_aggregation` with neither or both of
+      `shared_variables` and `shared_representation`.
     TypeError: A head that is not a `Head` (such as a TF 1.x head, which
       `tensorflow_multihead.contrib.multi_head` merges); a weight that is
-      not a number; a `loss_weighting` that is not a `weighting` method.
+      not a number; a `loss_weighting` that is not a `weighting` method; a
+      `gradient_aggregation` that is not an `aggregation.Aggregator`.
   """
 
   def __init__(self, heads, head_weights=None, default_head=None,
-               fuse_heads=True, loss_weighting=None):
+               fuse_heads=True, loss_weighting=None,
+               gradient_aggregation=None):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
     self._merger = loss_merger.LossMerger(self._group, loss_weighting)
+    self._aggregation = aggregated_training.for_heads(gradient_aggregation,
+                                                      self._group)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
     self._fuse_heads = bool(fuse_heads) and not getattr(
         loss_weighting, 'differentiates_each_head', False)
@@ -160,6 +172,21 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
   def loss_weighting(self):
     """The `weighting` method learning the loss weights, or `None`."""
     return self._merger.loss_weighting
+
+  @property
+  def gradient_aggregation(self):
+    """The `aggregation` method of the shared gradients, or `None`."""
+    if self._aggregation is None:
+      return None
+    return self._aggregation.aggregator
+
+  def _training_loss(self, loss, losses, logits, loss_reduction):
+    """What TRAIN differentiates: `loss`, or its aggregated surrogate."""
+    shared_parameters.check_loss_weighting_reads(self.loss_weighting, logits)
+    if self._aggregation is None:
+      return loss
+    return self._aggregation.training_loss(
+        loss, self._losses_in_order(losses), logits, loss_reduction)
 
   # The Head interface, one call at a time.
 
@@ -326,7 +353,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           head_name=self.name, optimizer=optimizer,
           trainable_variables=merged.trainable_variables(trainable_variables),
           train_op_fn=train_op_fn, update_ops=update_ops,
-          regularized_training_loss=loss, loss_reduction=loss_reduction))
+          regularized_training_loss=self._training_loss(
+              loss, losses, logits, loss_reduction),
+          loss_reduction=loss_reduction))
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])
       merged.add_summaries()
