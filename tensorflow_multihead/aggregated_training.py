@@ -142,12 +142,7 @@ class AggregatedTraining:
     Raises:
       ValueError: Shared parameters not found in the graph, or a head whose
         logits do not depend on them; a direction of the wrong shape.
-      RuntimeError: In eager mode.
     """
-    if tf.executing_eagerly():
-      raise RuntimeError(
-          f'{self._owner} builds a graph (as Estimator does): TRAIN specs '
-          'with gradient aggregation cannot be built eagerly.')
     with tf.name_scope('gradient_aggregation'):
       sources = self._sources(
           [tf.convert_to_tensor(logits) for logits in logits_by_head.values()])

@@ -39,6 +39,14 @@ def _flat(gradient):
 def jacobian(losses, sources):
   """Returns the `[K, n]` Jacobian of the `[K]` `losses` over `sources`.
 
+  A variable read only as the weights of dense layers (`MatMul`'s second
+  operand, `BiasAdd`'s bias) on the way to the losses, as in
+  `tf.compat.v1.layers.dense` and Keras' `Dense`, is differentiated through
+  the layer's output instead: the vectorized backward pass stops there,
+  and the weights' rows come from one batched matrix product with the
+  layer's input, `x^T dy` for every row at once (what the backward pass
+  would compute one row at a time, laid out for a batched kernel).
+
   Args:
     losses: A rank-1 float tensor with a known length `K`.
     sources: A list of variables or tensors; a source no loss depends on
@@ -48,14 +56,99 @@ def jacobian(losses, sources):
     ValueError: `losses` is not a vector of known length.
   """
   count = _row_count(losses)
+  on_path = _ancestors([losses.op])
+  layers = [_dense_uses(source, on_path) for source in sources]
+  differentiated = [source for source, uses in zip(sources, layers)
+                    if uses is None]
+  differentiated += [use.output for uses in layers if uses
+                     for use in uses]
 
   def row(index):
     one_hot = tf.one_hot(index, count, dtype=losses.dtype)
-    gradients = tf.compat.v1.gradients(losses, sources, grad_ys=one_hot,
+    gradients = tf.compat.v1.gradients(losses, differentiated,
+                                       grad_ys=one_hot,
                                        unconnected_gradients=_ZERO)
-    return tf.concat([_flat(gradient) for gradient in gradients], axis=0)
+    return [tf.convert_to_tensor(gradient) for gradient in gradients]
 
-  return control_flow_ops.pfor(row, count)
+  rows = iter(control_flow_ops.pfor(row, count))
+  by_source = {id(source): next(rows) for source, uses in zip(sources, layers)
+               if uses is None}
+  columns = []
+  for source, uses in zip(sources, layers):
+    if uses is None:
+      columns.append(tf.reshape(by_source[id(source)], [count, -1]))
+    else:
+      columns.append(tf.reshape(tf.math.add_n(
+          [use.weight_rows(next(rows)) for use in uses]), [count, -1]))
+  return tf.concat(columns, axis=1)
+
+
+class _DenseUse:
+  """A variable read as a dense layer's weights: `MatMul` or `BiasAdd`."""
+
+  def __init__(self, op):
+    self.op = op
+    self.output = op.outputs[0]
+
+  def weight_rows(self, output_rows):
+    """`[K, *weights]` from the rows' gradients over the layer's output."""
+    op = self.op
+    if op.type == 'BiasAdd':
+      return tf.reduce_sum(output_rows, axis=list(range(
+          1, output_rows.shape.rank - 1)))
+    inputs = op.inputs[0]
+    if op.get_attr('transpose_a'):
+      inputs = tf.transpose(inputs)
+    # d(x W)/dW for each row: x^T dy, batched over the rows.
+    products = tf.matmul(tf.transpose(inputs)[tf.newaxis], output_rows)
+    if op.get_attr('transpose_b'):
+      products = tf.transpose(products, [0, 2, 1])
+    return products
+
+
+def _dense_uses(source, on_path):
+  """The dense layers reading variable `source`, or None to differentiate it.
+
+  None unless `source` is a variable whose every read on the way to the
+  losses (`on_path`: their ancestors) is a `MatMul`'s second operand or a
+  `BiasAdd`'s bias (NHWC), and there is at least one.
+  """
+  if not isinstance(source, tf.Variable):
+    return None
+  uses = []
+  for component in getattr(source, 'values', (source,)):
+    for reader in component.op.outputs[0].consumers():
+      if reader not in on_path:
+        continue
+      if reader.type != 'ReadVariableOp':
+        return None
+      for use in reader.outputs[0].consumers():
+        if use not in on_path:
+          continue
+        if not _reads_as_weights(use, reader.outputs[0]):
+          return None
+        uses.append(_DenseUse(use))
+  return uses or None
+
+
+def _reads_as_weights(op, read):
+  if op.type == 'MatMul':
+    return op.inputs[1] is read and op.inputs[0] is not read
+  if op.type == 'BiasAdd':
+    return (op.inputs[1] is read and op.inputs[0] is not read and
+            op.get_attr('data_format') in (b'NHWC', 'NHWC'))
+  return False
+
+
+def _ancestors(ops):
+  seen, pending = set(), list(ops)
+  while pending:
+    op = pending.pop()
+    if op in seen:
+      continue
+    seen.add(op)
+    pending.extend(tensor.op for tensor in op.inputs)
+  return seen
 
 
 def jacobian_by_rows(losses, sources):

@@ -324,11 +324,18 @@ class GradNorm(LossWeighting):
     rates = tf.math.divide_no_nan(ratios, tf.reduce_mean(ratios))
     return tf.reduce_mean(norms) * rates**self.alpha
 
+  def head_gradients(self, head_losses):
+    """The `[K, n]` gradients of the `[K]` losses over the shared variables.
+
+    One vectorized Jacobian (`tensorflow_multihead.jacobian`), in graph
+    mode: a fused group's losses stay one computation.
+    """
+    return jacobian.jacobian(head_losses, shared_parameters.resolve_variables(
+        self.shared_variables, 'GradNorm'))
+
   def next_state(self, losses, state, head_losses, head_names):
     del head_names  # The merged head checked that every head reads them.
-    rows = jacobian.jacobian(
-        tf.stack(head_losses), shared_parameters.resolve_variables(
-            self.shared_variables, 'GradNorm'))
+    rows = self.head_gradients(tf.stack(head_losses))
     # One reduction over the replicas, as the model's own gradients get.
     rows, losses = _replica_mean((rows, tf.stop_gradient(losses)))
     initial = tf.where(state['has_initial_losses'] > 0,
