@@ -46,6 +46,10 @@ def check_variable_types(shared_variables, owner):
 def resolve_variables(variables, owner):
   """The graph's variables for a list of variables and variable names.
 
+  A name of a partitioned variable (as TF 1.x canned estimators create,
+  `dnn/hiddenlayer_0/kernel` for `.../kernel/part_0`, ...) stands for all
+  of its parts.
+
   Raises:
     ValueError: A name no variable of the graph has, or a variable of
       another graph.
@@ -58,18 +62,31 @@ def resolve_variables(variables, owner):
   resolved = []
   for variable in variables:
     if isinstance(variable, str):
-      name = variable[:-2] if variable.endswith(':0') else variable
-      if name not in by_name:
-        raise ValueError(
-            f'{owner} shared variable {variable!r} is not a variable of the '
-            f'graph. Its variables are: {sorted(by_name)[:20]}.')
-      variable = by_name[name]
-    elif variable.graph is not graph:
+      resolved.extend(_named(variable, by_name, owner))
+      continue
+    if variable.graph is not graph:
       raise ValueError(
           f'{owner} shared variable {variable.name!r} belongs to another '
           'graph than the model being built; give its name instead.')
     resolved.append(variable)
   return resolved
+
+
+def _named(name, by_name, owner):
+  """The variable of that name, or the parts of a partitioned one."""
+  name = name[:-2] if name.endswith(':0') else name
+  if name in by_name:
+    return [by_name[name]]
+  parts = sorted(((int(full.rpartition('/part_')[2]), variable)
+                  for full, variable in by_name.items()
+                  if full.rpartition('/part_')[0] == name and
+                  full.rpartition('/part_')[2].isdigit()),
+                 key=lambda part: part[0])
+  if not parts:
+    raise ValueError(
+        f'{owner} shared variable {name!r} is not a variable of the '
+        f'graph. Its variables are: {sorted(by_name)[:20]}.')
+  return [variable for _, variable in parts]
 
 
 def check_representation_type(representation, owner):
