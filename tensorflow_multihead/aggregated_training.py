@@ -9,7 +9,7 @@ where `loss` is the merged loss (the heads' weighted losses plus
 regularization), `theta` the shared variables, flattened and concatenated
 (or the shared representation), `J` the `[K, n]` Jacobian of the heads'
 weighted losses with respect to `theta`, one row a head
-(`jacobian.jacobian`: one vectorized backward pass) and `d` the
+(`head_jacobian.jacobian`: no backward pass a head) and `d` the
 aggregator's direction for it. The surrogate's value is `loss`'s, exactly
 (`s - s` is 0); its gradient with respect to `theta` is the plain one plus
 `d - J^T 1`, that is `d` plus the regularization's gradient; every other
@@ -40,7 +40,7 @@ shared_representation=...: the parameters whose gradients it aggregates.
 """
 import tensorflow as tf
 
-from tensorflow_multihead import jacobian
+from tensorflow_multihead import head_jacobian
 from tensorflow_multihead import shared_parameters
 from tensorflow_multihead.aggregation import base as aggregation_base
 
@@ -85,14 +85,35 @@ def for_heads(aggregator, group):
   return None if aggregator is None else AggregatedTraining(aggregator)
 
 
+def trained_loss(training, loss_weighting, loss, head_losses, logits_by_head,
+                 loss_reduction):
+  """What a TRAIN spec differentiates: `loss`, or its aggregated surrogate.
+
+  Also checks that a `loss_weighting`'s `shared_variables` (`GradNorm`'s)
+  feed every head's logits.
+
+  Args:
+    training: The merged head's `AggregatedTraining`, or `None`.
+    loss_weighting: Its `weighting` method, or `None`.
+    loss, head_losses, logits_by_head, loss_reduction: As
+      `AggregatedTraining.training_loss` takes them.
+  """
+  shared_parameters.check_loss_weighting_reads(loss_weighting, logits_by_head)
+  if training is None:
+    return loss
+  return training.training_loss(loss, head_losses, logits_by_head,
+                                loss_reduction)
+
+
 class AggregatedTraining:
   """Builds the surrogate loss of one TRAIN spec for `aggregator`.
 
   Args:
     aggregator: An `aggregation.Aggregator` configured with
       `shared_variables` or `shared_representation`, not both.
-    jacobian_fn: How the Jacobian is computed; `jacobian.jacobian_by_rows`
-      is the slow way, kept for measurements.
+    jacobian_fn: Optional `(losses, sources) -> [K, n]` computing the
+      Jacobian instead of `head_jacobian.jacobian` (for measurements:
+      `jacobian.jacobian_by_rows`, one backward pass a head).
 
   Raises:
     TypeError: `aggregator` is not an `Aggregator`; a shared variable that
@@ -102,7 +123,7 @@ class AggregatedTraining:
       `shared_representation`.
   """
 
-  def __init__(self, aggregator, jacobian_fn=jacobian.jacobian):
+  def __init__(self, aggregator, jacobian_fn=None):
     check_aggregator(aggregator)
     self.aggregator = aggregator
     self._owner = _owner(aggregator)
@@ -144,8 +165,9 @@ class AggregatedTraining:
         logits do not depend on them; a direction of the wrong shape.
     """
     with tf.name_scope('gradient_aggregation'):
-      sources = self._sources(
-          [tf.convert_to_tensor(logits) for logits in logits_by_head.values()])
+      logits = [tf.convert_to_tensor(piece)
+                for piece in logits_by_head.values()]
+      sources = self._sources(logits)
       shared_parameters.check_heads_depend_on(
           sources, logits_by_head, self._owner,
           'shared_representation' if self.over_representation
@@ -153,7 +175,9 @@ class AggregatedTraining:
       losses = tf.stack(head_losses)
       weighted = losses * tf.stop_gradient(
           _row_weights(loss, head_losses, losses.dtype))
-      local = self._jacobian(weighted, sources)
+      local = (head_jacobian.jacobian(weighted, logits, sources)
+               if self._jacobian is None else
+               self._jacobian(weighted, sources))
       replicas = _Replicas(loss_reduction, self.over_representation)
       direction = self._direction(replicas.global_matrix(local))
       correction = tf.stop_gradient(

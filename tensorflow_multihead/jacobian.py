@@ -56,7 +56,31 @@ def jacobian(losses, sources):
     ValueError: `losses` is not a vector of known length.
   """
   count = _row_count(losses)
-  on_path = _ancestors([losses.op])
+  return _vectorized(
+      losses, lambda index: tf.one_hot(index, count, dtype=losses.dtype),
+      count, sources)
+
+
+def jacobian_from_rows(outputs, rows, sources):
+  """`[K, n]`: row `k` the gradient of `sum(rows[k] * outputs)` over sources.
+
+  The vectorized backward pass from `outputs` given `K` output gradients,
+  `rows` (`[K, *outputs.shape]`), at once: the second half of a Jacobian
+  whose rows over `outputs` are known.
+
+  Raises:
+    ValueError: `rows` has no known leading dimension.
+  """
+  count = rows.shape[0]
+  if count is None:
+    raise ValueError(f'The rows need a known count; given shape {rows.shape}.')
+  return _vectorized(outputs, lambda index: tf.gather(rows, index), count,
+                     sources)
+
+
+def _vectorized(outputs, output_gradient, count, sources):
+  """The `count` rows of `output_gradient(index)`'s backward pass, stacked."""
+  on_path = _ancestors([outputs.op])
   layers = [_dense_uses(source, on_path) for source in sources]
   differentiated = [source for source, uses in zip(sources, layers)
                     if uses is None]
@@ -64,9 +88,8 @@ def jacobian(losses, sources):
                      for use in uses]
 
   def row(index):
-    one_hot = tf.one_hot(index, count, dtype=losses.dtype)
-    gradients = tf.compat.v1.gradients(losses, differentiated,
-                                       grad_ys=one_hot,
+    gradients = tf.compat.v1.gradients(outputs, differentiated,
+                                       grad_ys=output_gradient(index),
                                        unconnected_gradients=_ZERO)
     return [tf.convert_to_tensor(gradient) for gradient in gradients]
 

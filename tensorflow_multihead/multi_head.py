@@ -31,7 +31,6 @@ from tensorflow_multihead import fusion
 from tensorflow_multihead import head_group
 from tensorflow_multihead import head_parts
 from tensorflow_multihead import loss_merger
-from tensorflow_multihead import shared_parameters
 
 _MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
 # Where the summed regularization losses travel among the metric tensors.
@@ -103,12 +102,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       every head on its own.
     loss_weighting: Optional `weighting` method learning the loss weights;
       `head_weights` then multiply the losses before it, as fixed priors.
-    gradient_aggregation: Optional `aggregation` method (such as
-      `aggregation.UPGrad(shared_variables=[...])`): in TRAIN the shared
-      variables (or representation) it names move along its aggregate of
-      the heads' weighted loss gradients instead of their sum, every other
-      variable by its plain gradient; the spec's `loss` is unchanged. See
-      `aggregated_training` and docs/aggregation.md.
+    gradient_aggregation: Optional `aggregation` method: the shared
+      variables (or representation) it names train on its aggregate of the
+      heads' weighted gradients (see `aggregated_training`).
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
@@ -179,14 +175,6 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     if self._aggregation is None:
       return None
     return self._aggregation.aggregator
-
-  def _training_loss(self, loss, losses, logits, loss_reduction):
-    """What TRAIN differentiates: `loss`, or its aggregated surrogate."""
-    shared_parameters.check_loss_weighting_reads(self.loss_weighting, logits)
-    if self._aggregation is None:
-      return loss
-    return self._aggregation.training_loss(
-        loss, self._losses_in_order(losses), logits, loss_reduction)
 
   # The Head interface, one call at a time.
 
@@ -353,8 +341,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           head_name=self.name, optimizer=optimizer,
           trainable_variables=merged.trainable_variables(trainable_variables),
           train_op_fn=train_op_fn, update_ops=update_ops,
-          regularized_training_loss=self._training_loss(
-              loss, losses, logits, loss_reduction),
+          regularized_training_loss=aggregated_training.trained_loss(
+              self._aggregation, self.loss_weighting, loss,
+              self._losses_in_order(losses), logits, loss_reduction),
           loss_reduction=loss_reduction))
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorflow_multihead import MaskedHead
 from tensorflow_multihead import MultiHead
 from tensorflow_multihead import aggregation
+from tensorflow_multihead import head_jacobian
 from tensorflow_multihead import jacobian
 
 TRAIN = tf.estimator.ModeKeys.TRAIN
@@ -201,3 +202,60 @@ def test_in_representation_mode_the_trunk_is_differentiated_once():
   vectorized = [op.name for op in in_variables_mode
                 if op.type == 'TanhGrad' and '/pfor/' in op.name]
   assert len(vectorized) == 1  # The heads' rows through the trunk, at once.
+
+
+# The heads' Jacobian through a linear logits layer.
+
+
+def _two_layer_model(logits_kind, widths=(1, 1, 2)):
+  """`(losses, logits pieces, variables by name, h, first hidden layer)`.
+
+  `logits_kind`: 'split' (one dense layer split among the heads) or 'each'
+  (one dense layer a head). Head `k`'s loss reads its piece only.
+  """
+  x = tf.constant(_RNG.normal(size=(ROWS, 3)), tf.float32)
+  first = tf.compat.v1.layers.dense(x, 5, tf.tanh, name='first')
+  h = tf.compat.v1.layers.dense(first, 4, tf.nn.relu, name='second')
+  if logits_kind == 'split':
+    logits = tf.compat.v1.layers.dense(h, sum(widths), name='logits')
+    pieces = tf.split(logits, list(widths), axis=-1)
+  else:
+    pieces = [tf.compat.v1.layers.dense(h, width, name=f'logits_{index}')
+              for index, width in enumerate(widths)]
+  targets = [tf.constant(_RNG.normal(size=(ROWS, width)), tf.float32)
+             for width in widths]
+  losses = tf.stack([tf.reduce_mean(tf.square(piece - target)) * (index + 1.)
+                     for index, (piece, target) in enumerate(zip(pieces,
+                                                                 targets))])
+  variables = {variable.op.name: variable
+               for variable in tf.compat.v1.trainable_variables()}
+  return losses, pieces, variables, h, first
+
+
+@pytest.mark.parametrize('logits_kind, widths', [
+    ('split', (1, 1, 1)), ('split', (1, 3, 2)), ('each', (2, 2, 2)),
+    ('each', (1, 2, 1))])
+@pytest.mark.parametrize('over', ['h', 'first', 'variables', 'logits layer'])
+def test_the_heads_jacobian_equals_one_gradient_a_head(logits_kind, widths,
+                                                       over):
+  with tf.Graph().as_default() as graph, tf.compat.v1.Session() as session:
+    losses, pieces, variables, h, first = _two_layer_model(logits_kind,
+                                                           widths)
+    sources = {
+        'h': [h], 'first': [first],
+        'variables': [variables['first/kernel'], variables['second/bias']],
+        'logits layer': [variables['second/kernel'], variables[
+            'logits/kernel' if logits_kind == 'split' else
+            'logits_1/kernel']],
+    }[over]
+    before = len(graph.get_operations())
+    fast = head_jacobian.jacobian(losses, pieces, sources)
+    vectorized = [op for op in graph.get_operations()[before:]
+                  if '/pfor/' in op.name]
+    slow = jacobian.jacobian_by_rows(losses, sources)
+    session.run(tf.compat.v1.global_variables_initializer())
+    fast, slow = session.run((fast, slow))
+  np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+  # Over h itself no vectorized pass at all; one from h down, or, with a
+  # source past h (the logits layer's own kernel), the whole way.
+  assert bool(vectorized) == (over != 'h')
