@@ -175,13 +175,16 @@ class AggregatedTraining:
       losses = tf.stack(head_losses)
       weighted = losses * tf.stop_gradient(
           _row_weights(loss, head_losses, losses.dtype))
-      local = (head_jacobian.jacobian(weighted, logits, sources)
-               if self._jacobian is None else
-               self._jacobian(weighted, sources))
+      if self._jacobian is None:
+        local, heads_part = head_jacobian.jacobian_and_sum(weighted, logits,
+                                                           sources)
+      else:
+        local = self._jacobian(weighted, sources)
+        heads_part = tf.reduce_sum(local, axis=0)
       replicas = _Replicas(loss_reduction, self.over_representation)
       direction = self._direction(replicas.global_matrix(local))
       correction = tf.stop_gradient(
-          replicas.share(direction, local) - tf.reduce_sum(local, axis=0))
+          replicas.share(direction, local) - heads_part)
       pull = _inner_product(correction, sources)
       return loss + (pull - tf.stop_gradient(pull))
 

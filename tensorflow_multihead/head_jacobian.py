@@ -50,16 +50,28 @@ def jacobian(losses, logits, sources):
     logits: The heads' logits tensors, in the losses' order.
     sources: Variables or tensors, as `jacobian.jacobian` takes them.
   """
+  return jacobian_and_sum(losses, logits, sources)[0]
+
+
+def jacobian_and_sum(losses, logits, sources):
+  """`(J, J^T 1)`: the Jacobian, and the sum of its rows (`[n]`).
+
+  Over `h` itself the sum comes from the backward pass that gives the
+  logits' gradients, not from reading the `[K, n]` matrix once more.
+  """
   layer = _LinearLogits.find(logits)
   if layer is None or not _only_through(sources, layer.input, losses):
-    return vectorized.jacobian(losses, sources)
-  logits_gradients = tf.compat.v1.gradients(
-      tf.reduce_sum(losses), list(logits),
+    rows = vectorized.jacobian(losses, sources)
+    return rows, tf.reduce_sum(rows, axis=0)
+  gradients = tf.compat.v1.gradients(
+      tf.reduce_sum(losses), list(logits) + [layer.input],
       unconnected_gradients=tf.UnconnectedGradients.ZERO)
-  rows = layer.input_rows(logits_gradients)
+  rows = layer.input_rows(gradients[:-1])
   if len(sources) == 1 and sources[0] is layer.input:
-    return tf.reshape(rows, [len(logits), -1])
-  return vectorized.jacobian_from_rows(layer.input, rows, sources)
+    return tf.reshape(rows, [len(logits), -1]), tf.reshape(gradients[-1],
+                                                           [-1])
+  rows = vectorized.jacobian_from_rows(layer.input, rows, sources)
+  return rows, tf.reduce_sum(rows, axis=0)
 
 
 class _LinearLogits:

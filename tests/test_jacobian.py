@@ -249,13 +249,14 @@ def test_the_heads_jacobian_equals_one_gradient_a_head(logits_kind, widths,
             'logits_1/kernel']],
     }[over]
     before = len(graph.get_operations())
-    fast = head_jacobian.jacobian(losses, pieces, sources)
+    fast, total = head_jacobian.jacobian_and_sum(losses, pieces, sources)
     vectorized = [op for op in graph.get_operations()[before:]
                   if '/pfor/' in op.name]
     slow = jacobian.jacobian_by_rows(losses, sources)
     session.run(tf.compat.v1.global_variables_initializer())
-    fast, slow = session.run((fast, slow))
+    fast, total, slow = session.run((fast, total, slow))
   np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(total, slow.sum(axis=0), rtol=1e-5, atol=1e-6)
   # Over h itself no vectorized pass at all; one from h down, or, with a
   # source past h (the logits layer's own kernel), the whole way.
   assert bool(vectorized) == (over != 'h')
