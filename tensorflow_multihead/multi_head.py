@@ -25,6 +25,7 @@ from tensorflow_estimator.python.estimator import model_fn
 from tensorflow_estimator.python.estimator.canned import metric_keys
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
+from tensorflow_multihead import aggregated_training
 from tensorflow_multihead import base_head
 from tensorflow_multihead import funnel
 from tensorflow_multihead import head_group
@@ -100,28 +101,35 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     fuse_heads: Whether heads of one type and configuration (see
       `tensorflow_multihead.fusion`) are computed together, by batched ops:
       the same values, a graph a fraction of the size. `False` computes
-      every head on its own, as does a `loss_weighting` that differentiates
-      each head's loss apart (`weighting.GradNorm`).
+      every head on its own.
     loss_weighting: Optional `weighting` method learning the loss weights;
       `head_weights` then multiply the losses before it, as fixed priors.
+    gradient_aggregation: Optional `aggregation` method: the shared
+      variables (or representation) it names train on its aggregate of the
+      heads' weighted gradients (see `aggregated_training`).
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
       `head_weights` of another length than `heads`; an unknown
-      `default_head`; a `ConditionalHead` given no head, or in a loop.
+      `default_head`; a `ConditionalHead` given no head, or in a loop; a
+      `gradient_aggregation` with neither or both of `shared_variables` and
+      `shared_representation`.
     TypeError: A head that is not a `Head` (such as a TF 1.x head, which
       `tensorflow_multihead.contrib.multi_head` merges); a weight that is
       not a number; a `loss_weighting` that is not a `weighting` method; a
-      `ConditionalHead` given a head that is not binary.
+      `ConditionalHead` given a head that is not binary; a
+      `gradient_aggregation` that is not an `aggregation.Aggregator`.
   """
 
   def __init__(self, heads, head_weights=None, default_head=None,
-               fuse_heads=True, loss_weighting=None):
+               fuse_heads=True, loss_weighting=None,
+               gradient_aggregation=None):
     self._group = head_group.HeadGroup(heads, head_weights, default_head)
     self._merger = loss_merger.LossMerger(self._group, loss_weighting)
+    self._aggregation = aggregated_training.for_heads(gradient_aggregation,
+                                                      self._group)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
-    self._fuse_heads = bool(fuse_heads) and not getattr(
-        loss_weighting, 'differentiates_each_head', False)
+    self._fuse_heads = bool(fuse_heads)
     # The heads computed: each ConditionalHead stands for two.
     self._funnel = funnel.Funnel(self._group.heads, self._fuse_heads)
     # The parts whose metric objects `metrics()` handed out, so that
@@ -157,6 +165,13 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
   def loss_weighting(self):
     """The `weighting` method learning the loss weights, or `None`."""
     return self._merger.loss_weighting
+
+  @property
+  def gradient_aggregation(self):
+    """The `aggregation` method of the shared gradients, or `None`."""
+    if self._aggregation is None:
+      return None
+    return self._aggregation.aggregator
 
   # The Head interface, one call at a time.
 
@@ -331,7 +346,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           head_name=self.name, optimizer=optimizer,
           trainable_variables=merged.trainable_variables(trainable_variables),
           train_op_fn=train_op_fn, update_ops=update_ops,
-          regularized_training_loss=loss, loss_reduction=loss_reduction))
+          regularized_training_loss=aggregated_training.trained_loss(
+              self._aggregation, self.loss_weighting, loss,
+              self._losses_in_order(losses), logits, loss_reduction),
+          loss_reduction=loss_reduction))
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])
       merged.add_summaries()

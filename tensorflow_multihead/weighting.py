@@ -49,6 +49,9 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tensorflow_multihead import jacobian
+from tensorflow_multihead import shared_parameters
+
 # GradNorm's default floor (`min_weight`): no weight ends a step below it,
 # so no head is ever dropped; a hundredth of the mean weight (1) still lets
 # GradNorm balance losses whose gradients differ a hundredfold.
@@ -101,12 +104,6 @@ class LossWeighting(abc.ABC):
   a dict of tensors (the variables, read once per step) and the heads'
   losses as a `[K]` tensor.
   """
-
-  # Whether `next_state` differentiates each head's loss on its own: such a
-  # method needs every head computed apart (no fused groups), since a fused
-  # group's losses come from one batched op that ties every head's loss to
-  # every head's logits, and a missing dependency could not be told.
-  differentiates_each_head = False
 
   @abc.abstractmethod
   def initial_state(self, num_heads):
@@ -272,9 +269,10 @@ class GradNorm(LossWeighting):
   drive them to zero, never trains them; their own update runs with every
   training step, with `optimizer=` and with `train_op_fn=` alike.
 
-  A `MultiHead` with `GradNorm` computes each head on its own, as with
-  `fuse_heads=False`: a fused group's losses come from one batched op, and
-  whether a head's loss depends on the shared variables could not be told.
+  The heads' gradients come from one vectorized Jacobian
+  (`tensorflow_multihead.jacobian`), so fused groups stay fused; the merged
+  head checks, from the graph, that every head's logits depend on the
+  shared variables.
 
   Choosing the numbers: the weights' gradient is `+-||grad L_i||` (the
   gradient norm of head `i`'s unweighted loss), so a step moves `w_i` by
@@ -313,8 +311,6 @@ class GradNorm(LossWeighting):
   array([1.3333334, 2.6666667], dtype=float32)
   """
 
-  differentiates_each_head = True
-
   def __init__(self, alpha=1.5, shared_variables=None, learning_rate=0.01,
                min_weight=MIN_GRADNORM_WEIGHT):
     if isinstance(alpha, bool) or not isinstance(alpha,
@@ -329,19 +325,14 @@ class GradNorm(LossWeighting):
       raise ValueError('GradNorm min_weight must be below 1, the mean '
                        f'weight; given {min_weight!r}.')
     self.min_weight = min_weight
-    if isinstance(shared_variables, (str, tf.Variable)):
-      shared_variables = [shared_variables]
+    shared_variables = shared_parameters.as_tuple(shared_variables)
     if not shared_variables:
       raise ValueError(
           'GradNorm needs shared_variables: the variables (or their names) '
           "that every head's loss depends on, such as the last shared "
           f'layer\'s kernel. Given: {shared_variables!r}.')
-    for variable in shared_variables:
-      if not isinstance(variable, (str, tf.Variable)):
-        raise TypeError(
-            'GradNorm shared_variables must be variables or variable names; '
-            f'given {variable!r} of type {type(variable).__name__}.')
-    self.shared_variables = tuple(shared_variables)
+    shared_parameters.check_variable_types(shared_variables, 'GradNorm')
+    self.shared_variables = shared_variables
 
   def initial_state(self, num_heads):
     return {
@@ -359,16 +350,23 @@ class GradNorm(LossWeighting):
     rates = tf.math.divide_no_nan(ratios, tf.reduce_mean(ratios))
     return tf.reduce_mean(norms) * rates**self.alpha
 
+  def head_gradients(self, head_losses):
+    """The `[K, n]` gradients of the `[K]` losses over the shared variables.
+
+    One vectorized Jacobian (`tensorflow_multihead.jacobian`), in graph
+    mode: a fused group's losses stay one computation.
+    """
+    return jacobian.jacobian(head_losses, shared_parameters.resolve_variables(
+        self.shared_variables, 'GradNorm'))
+
   def next_state(self, losses, state, head_losses, head_names):
-    gradients = _gradients(head_losses, head_names, self.shared_variables)
+    rows = self.head_gradients(tf.stack(head_losses))
     # One reduction over the replicas, as the model's own gradients get.
-    gradients, losses = _replica_mean((gradients, tf.stop_gradient(losses)))
+    rows, losses = _replica_mean((rows, tf.stop_gradient(losses)))
     initial = tf.where(state['has_initial_losses'] > 0,
                        state['initial_losses'], losses)
     weights = state['weights']
-    norms = weights * tf.cast(
-        tf.stack([tf.linalg.global_norm(grads) for grads in gradients]),
-        weights.dtype)
+    norms = weights * tf.cast(tf.norm(rows, axis=1), weights.dtype)
     targets = tf.stop_gradient(self.targets(norms, losses, initial))
     own_loss = tf.reduce_sum(tf.abs(norms - targets))
     (gradient,) = tf.compat.v1.gradients(own_loss, [weights])
@@ -427,56 +425,6 @@ def _warn_on_reaching_floor(new_weights, weights, floor, head_names):
   with tf.control_dependencies([warned]):
     return tf.identity(new_weights)
 
-
-def _gradients(head_losses, head_names, shared_variables):
-  """Each head's loss gradients over the shared variables (graph mode).
-
-  Raises:
-    ValueError: A shared variable that no head's loss depends on, or a head
-      whose loss depends on none of them.
-  """
-  variables = _resolve_variables(shared_variables)
-  gradients = [tf.compat.v1.gradients(loss, variables) for loss in head_losses]
-  unused = [variable.name for index, variable in enumerate(variables)
-            if all(grads[index] is None for grads in gradients)]
-  if unused:
-    raise ValueError(
-        f"GradNorm shared_variables {unused}: no head's loss depends on "
-        f'them. Name variables that every head {list(head_names)} uses, '
-        'such as the last shared layer.')
-  cut_off = [name for name, grads in zip(head_names, gradients)
-             if all(grad is None for grad in grads)]
-  if cut_off:
-    raise ValueError(
-        f'GradNorm: the loss of head(s) {cut_off} depends on none of the '
-        f'shared_variables {[variable.name for variable in variables]}; '
-        'name variables that every head uses.')
-  return [[tf.convert_to_tensor(grad) for grad in grads if grad is not None]
-          for grads in gradients]
-
-
-def _resolve_variables(variables):
-  """The graph's variables for a list of variables and variable names."""
-  graph = tf.compat.v1.get_default_graph()
-  by_name = {}
-  for variable in tf.compat.v1.global_variables():
-    # Not `variable.op.name`: a mirrored variable answers with its replica's.
-    by_name.setdefault(variable.name.rsplit(':', 1)[0], variable)
-  resolved = []
-  for variable in variables:
-    if isinstance(variable, str):
-      name = variable[:-2] if variable.endswith(':0') else variable
-      if name not in by_name:
-        raise ValueError(
-            f'GradNorm shared variable {variable!r} is not a variable of the '
-            f'graph. Its variables are: {sorted(by_name)[:20]}.')
-      variable = by_name[name]
-    elif variable.graph is not graph:
-      raise ValueError(
-          f'GradNorm shared variable {variable.name!r} belongs to another '
-          'graph than the model being built; give its name instead.')
-    resolved.append(variable)
-  return resolved
 
 
 class RandomLossWeighting(LossWeighting):

@@ -590,11 +590,11 @@ def test_dynamic_weight_average_bad_numbers_raise(kwargs, error, message):
     weighting.DynamicWeightAverage(**kwargs)
 
 
-def test_gradnorm_computes_each_head_apart_other_methods_keep_fusion():
-  # GradNorm tells a head whose loss ignores the shared variables by the
-  # gradient being None, which a fused group's batched loss never gives.
+def test_every_method_keeps_fusion():
+  # GradNorm takes its heads' gradients from one vectorized Jacobian, and
+  # tells a head that ignores the shared variables by its logits.
   shared = ['dense/kernel']
-  assert not MultiHead(_heads(), loss_weighting=weighting.GradNorm(
+  assert MultiHead(_heads(), loss_weighting=weighting.GradNorm(
       shared_variables=shared)).fuse_heads
   assert MultiHead(_heads(), loss_weighting=weighting.Uncertainty()).fuse_heads
   assert MultiHead(
