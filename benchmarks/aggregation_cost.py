@@ -73,9 +73,7 @@ class Model:
 
 
 class PerHeadGradNorm(weighting.GradNorm):
-  """GradNorm as before issue 14: heads apart, one gradient a head."""
-
-  differentiates_each_head = True
+  """GradNorm as before issue 14: one gradient a head (built unfused)."""
 
   def head_gradients(self, head_losses):
     return jacobian.jacobian_by_rows(
@@ -117,9 +115,11 @@ def _multi_head(side, model, aggregators, representation):
   if side == PLAIN:
     return tensorflow_multihead.MultiHead(heads)
   if side in (GRADNORM_PER_HEAD, GRADNORM_FUSED):
-    kind = PerHeadGradNorm if side == GRADNORM_PER_HEAD else weighting.GradNorm
-    return tensorflow_multihead.MultiHead(heads, loss_weighting=kind(
-        alpha=1.5, shared_variables=['trunk_1/kernel']))
+    per_head = side == GRADNORM_PER_HEAD
+    kind = PerHeadGradNorm if per_head else weighting.GradNorm
+    return tensorflow_multihead.MultiHead(
+        heads, fuse_heads=not per_head, loss_weighting=kind(
+            alpha=1.5, shared_variables=['trunk_1/kernel']))
   if side == EACH_HEAD:
     name, mode = next(iter(aggregators)), 'variables'
   else:

@@ -74,7 +74,7 @@ def test_the_vectorized_jacobian_equals_one_gradient_a_head():
   # and a head of each other type.
   with tf.Graph().as_default() as graph, tf.compat.v1.Session() as session:
     head = MultiHead(_mixed_heads())
-    assert head._plan == [(0, 1, 8, 9), (2,), (3,), (4, 5), (6,), (7,)]  # pylint: disable=protected-access
+    assert head._funnel.layout().plan == [(0, 1, 8, 9), (2,), (3,), (4, 5), (6,), (7,)]  # pylint: disable=protected-access
     trunk = tf.compat.v1.layers.dense(tf.constant(X), 5, tf.nn.relu,
                                       name='trunk')
     logits = tf.compat.v1.layers.dense(trunk, head.logits_dimension,
