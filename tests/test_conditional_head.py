@@ -59,7 +59,8 @@ def test_is_exported_at_the_top_level():
     tf.estimator.LogisticRegressionHead(name='conversion'),
     tmh.MaskedHead(tf.estimator.RegressionHead(name='conversion'),
                    missing_label=-1.),
-], ids=lambda head: repr(head).split('(')[0].split('.')[-1])
+], ids=['regression', 'multi_class', 'multi_label', 'logistic_regression',
+        'masked_regression'])
 def test_a_head_without_binary_semantics_is_a_type_error(head):
   with pytest.raises(TypeError, match='BinaryClassHead'):
     tmh.ConditionalHead(head, given='click')
