@@ -9,7 +9,7 @@ own. The data is generated, so every row's true value is known:
   demand  regression, y = tanh(x . b) + 0.1 noise, with b partly opposed
           to a (their cosine is -0.6)
   churn   binary, P(churn) = sigmoid(3 tanh(x . c)), c partly opposed to a
-          and orthogonal to b
+          too (cosine -0.6; with b: 0.36)
 
 The same network is trained, a `tf.estimator.Estimator` with Adam, under
 each of these ways of training the trunk (`MultiHead`'s arguments):
@@ -91,8 +91,8 @@ def _unit(vector):
   return vector / np.linalg.norm(vector)
 
 
-# The tasks' directions, the same for every seed: b and c each partly
-# opposed to a (cosine -0.6), b orthogonal to c.
+# The tasks' directions (unit vectors), the same for every seed: b and c
+# each partly opposed to a (cosine -0.6); b . c = 0.36.
 _A = _unit([1., 0., 0., 0., 0., 0.])
 _B = -0.6 * _A + 0.8 * _unit([0., 1., 0., 0., 0., 0.])
 _C = -0.6 * _A + 0.8 * _unit([0., 0., 1., 0., 0., 0.])

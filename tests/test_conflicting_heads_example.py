@@ -42,7 +42,7 @@ def test_the_tasks_partly_oppose_each_other():
   c = np.arctanh(np.log(truth['churn'] / (1. - truth['churn'])) / 3.)
   for direction in (a, b, c):
     np.testing.assert_allclose(np.linalg.norm(direction), 1., atol=1e-9)
-  np.testing.assert_allclose([a @ b, a @ c, b @ c], [-0.6, -0.6, 0.],
+  np.testing.assert_allclose([a @ b, a @ c, b @ c], [-0.6, -0.6, 0.36],
                              atol=1e-9)
 
 
