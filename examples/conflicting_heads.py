@@ -4,7 +4,7 @@ Three heads read one small trunk (a dense layer of `TRUNK_UNITS` units, too
 few for all three to have their own), each through a hidden layer of its
 own. The data is generated, so every row's true value is known:
 
-  price   regression, y = 10 tanh(x . a) + noise of sd 2: a loss about 100
+  price   regression, y = 10 tanh(x . a) + noise of sd 2: a loss 60 to 100
           times the others', whose gradient drowns theirs in a plain sum
   demand  regression, y = tanh(x . b) + 0.1 noise, with b partly opposed
           to a (their cosine is -0.6)
