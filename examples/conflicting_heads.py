@@ -290,8 +290,9 @@ def verdicts(by_seed, baseline='fixed'):
   ...                   'mgda': {'price': .4 + seed / 100, 'mean': .6,
   ...                            'worst': .6}}
   ...            for seed in range(3)}
-  >>> print(verdicts(by_seed))
-  mgda does not help: mean error 0.600 against 0.500 with fixed, worst head 0.600 against 0.900; worse on price
+  >>> print(verdicts(by_seed))  # doctest: +NORMALIZE_WHITESPACE
+  mgda does not help: mean error 0.600 against 0.500 with fixed,
+  worst head 0.600 against 0.900; worse on price
   """
   runs = list(by_seed.values())
   heads = [row for row in runs[0][baseline] if row not in SUMMARY_ROWS]
