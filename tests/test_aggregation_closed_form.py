@@ -195,6 +195,14 @@ def test_one_head_gives_its_gradient(label):
   np.testing.assert_allclose(direction.numpy(), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize('make', [aggregation.IMTLG, aggregation.AlignedMTL,
+                                  aggregation.ConFIG])
+def test_a_nan_in_the_jacobian_gives_nan(make):
+  jacobian = JACOBIANS['conflicting'].copy()
+  jacobian[1, 2] = np.nan
+  assert np.all(np.isnan(make().aggregate(jacobian).numpy()))
+
+
 def test_float32_gramian_is_the_float64_product_block_by_block():
   # Three blocks of 87,381 columns and a partial one.
   jacobian = np.random.default_rng(3).normal(size=(3, 300_001)).astype(
@@ -650,7 +658,7 @@ def test_pcgrad_takes_any_number_of_heads_at_run_time():
 
 @pytest.mark.parametrize('make, message', [
     (lambda: aggregation.AlignedMTL(pref_vector=[1., 2.]), 'pref_vector has '
-     '2 entries but the Jacobian has 3 rows'),
+     '2 entries; the Jacobian has 3 rows'),
     (lambda: aggregation.ConFIG([1., 2.]), 'pref_vector has 2 entries'),
     (lambda: aggregation.GradDrop(leak=[0., 1.]), 'leak has 2 entries'),
 ])
@@ -667,7 +675,9 @@ def test_vectors_of_the_wrong_length_are_refused(make, message):
     (lambda: aggregation.GradVac(beta=1.5), ValueError,
      r'beta must be in \[0, 1\]'),
     (lambda: aggregation.GradVac(eps=-1.), ValueError,
-     'eps must be non-negative'),
+     'GradVac eps must be >= 0'),
+    (lambda: aggregation.GradVac(eps='small'), TypeError,
+     'GradVac eps must be a number'),
     (lambda: aggregation.AlignedMTL(scale_mode='max'), ValueError,
      "scale_mode must be one of \\('min', 'median', 'rmse'\\)"),
     (lambda: aggregation.AlignedMTL(pref_vector=[[1.]]), ValueError,

@@ -30,24 +30,25 @@ Optimization", NeurIPS 2018.
 """
 import tensorflow as tf
 
-from tensorflow_multihead.aggregation import gramian as gramians
+from tensorflow_multihead.aggregation import base
 from tensorflow_multihead.aggregation import quadratic
+from tensorflow_multihead.aggregation import small_linalg
 
 # The least `c` relative to the largest diagonal entry: with a zero row, the
 # smallest entry is 0 and `c` must stay positive.
 _MIN_SUM_WEIGHT = 1e-12
 
 
-def min_norm_weights(gramian_matrix):
+def min_norm_weights(gramian64):
   """The `[K]` convex weights of the minimum-norm point of the rows' hull.
 
   Args:
-    gramian_matrix: `G = J J^T`, `[K, K]` float64.
+    gramian64: `G = J J^T`, `[K, K]` float64.
 
   Returns:
     `w >= 0`, summing to 1, minimizing `w^T G w`; `1 / K` each when `G` is 0.
   """
-  normalized = gramians.normalize_by_trace(gramian_matrix, 0.)
+  normalized = small_linalg.normalize_by_trace(gramian64, 0.)
   diagonal = tf.linalg.diag_part(normalized)
   sum_weight = tf.maximum(tf.reduce_min(diagonal),
                           _MIN_SUM_WEIGHT * tf.reduce_max(diagonal))
@@ -60,7 +61,7 @@ def min_norm_weights(gramian_matrix):
                   uniform)
 
 
-class MGDA(gramians.GramianWeighted):
+class MGDA(base.GramianWeighted):
   """The exact minimum-norm point of the convex hull of the rows.
 
       d = J^T w,   w = argmin_{w >= 0, sum_i w_i = 1} ||J^T w||^2
@@ -87,5 +88,5 @@ class MGDA(gramians.GramianWeighted):
   True
   """
 
-  def weights(self, gramian_matrix):
-    return min_norm_weights(gramian_matrix)
+  def weights(self, gramian64):
+    return min_norm_weights(gramian64)
