@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import aggregation_closed_form
 from tensorflow_multihead import aggregation
 from tensorflow_multihead.aggregation import balancing
 from tensorflow_multihead.aggregation import projection
@@ -698,15 +697,3 @@ def test_reprs_show_the_parameters():
   assert repr(aggregation.AlignedMTL([1, 2])) == (
       "AlignedMTL(pref_vector=[1.0, 2.0], scale_mode='min')")
   assert repr(aggregation.IMTLG()) == 'IMTLG()'
-
-
-def test_benchmark_rows_count_the_ops_of_each_aggregator():
-  rows = aggregation_closed_form.run([2, 3], width=4, repeats=1,
-                                     names=['Mean', 'PCGrad'],
-                                     log=lambda line: None)
-  ops = {(row['aggregator'], row['heads']): (row['ops'], row['function_ops'])
-         for row in rows}
-  assert ops['Mean', 2] == ops['Mean', 3] == (3, 0)
-  assert ops['PCGrad', 2] == ops['PCGrad', 3]
-  assert ops['PCGrad', 2][1] > 0  # its loop, compiled, in a function
-  assert all(row['step_ms'] > 0. for row in rows)
