@@ -154,21 +154,20 @@ def gramian(jacobian):
   """`G = J J^T` in float64, made exactly symmetric (eigh reads a triangle).
 
   The Jacobian is a constant to the aggregators: nothing differentiates
-  through their solvers (as in TorchJD). A Jacobian of another dtype is
-  cast a block of columns at a time: each block's float64 copy stays in
-  cache, where a float64 copy of the whole Jacobian (64 MB at 128 heads and
-  65,536 parameters) made the product about 1.3 times slower.
+  through their solvers (as in TorchJD). It is cast a block of columns at
+  a time: each block's float64 copy stays in cache, where a float64 copy
+  of the whole Jacobian (64 MB at 128 heads and 65,536 parameters) made the
+  product about 1.3 times slower. Each block's product skips one of its
+  four quarters, the transpose of another (`_block_gramian`).
   """
   jacobian = tf.stop_gradient(jacobian)
-  if jacobian.dtype == tf.float64:
-    return _symmetric(tf.matmul(jacobian, jacobian, transpose_b=True))
   num_heads, width = tf.shape(jacobian)[0], tf.shape(jacobian)[1]
   columns = _block_columns(num_heads)
   full_blocks = width // columns
 
   def add_block(start, stop, total):
-    block = tf.cast(jacobian[:, start:stop], tf.float64)
-    return total + tf.matmul(block, block, transpose_b=True)
+    return total + _block_gramian(tf.cast(jacobian[:, start:stop],
+                                          tf.float64))
 
   _, total = tf.while_loop(
       lambda index, _: index < full_blocks,
@@ -176,6 +175,21 @@ def gramian(jacobian):
           index * columns, (index + 1) * columns, total)),
       (tf.constant(0), tf.zeros([num_heads, num_heads], tf.float64)))
   return _symmetric(add_block(full_blocks * columns, width, total))
+
+
+def _block_gramian(block):
+  """`B B^T` from three products of its halves of rows: 3/4 of the work.
+
+  (About 12% faster at 128 heads; TensorFlow has no symmetric rank-k
+  product.)
+  """
+  half = tf.shape(block)[0] // 2
+  top, bottom = block[:half], block[half:]
+  corner = tf.matmul(top, bottom, transpose_b=True)
+  return tf.concat([
+      tf.concat([tf.matmul(top, top, transpose_b=True), corner], 1),
+      tf.concat([tf.transpose(corner),
+                 tf.matmul(bottom, bottom, transpose_b=True)], 1)], 0)
 
 
 def _symmetric(product):
