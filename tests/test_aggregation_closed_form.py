@@ -202,14 +202,47 @@ def test_a_nan_in_the_jacobian_gives_nan(make):
   assert np.all(np.isnan(make().aggregate(jacobian).numpy()))
 
 
-def test_float32_gramian_is_the_float64_product_block_by_block():
-  # Three blocks of 87,381 columns and a partial one.
-  jacobian = np.random.default_rng(3).normal(size=(3, 300_001)).astype(
-      np.float32)
-  exact = jacobian.astype(np.float64) @ jacobian.T.astype(np.float64)
+# Float32 Jacobians above small_linalg.WHOLE_CAST_ENTRIES, cast a block of
+# columns at a time: 3 rows, 13 blocks of 87,381 columns and a partial one;
+# 100 rows (multiplied by halves), 15 blocks of 2,621 and a partial one.
+BLOCKED_SHAPES = [(3, 1_200_001), (100, 40_000)]
+
+
+def _blocked_gramian(shape):
+  """`(ours, NumPy's float64 product)` of a seeded float32 Jacobian."""
+  jacobian = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+  assert jacobian.size > small_linalg.WHOLE_CAST_ENTRIES
   gramian = small_linalg.gramian(tf.constant(jacobian))
   assert gramian.dtype == tf.float64
-  np.testing.assert_allclose(gramian.numpy(), exact, rtol=1e-13)
+  return gramian.numpy(), (jacobian.astype(np.float64) @
+                           jacobian.T.astype(np.float64))
+
+
+def test_float32_gramian_is_the_float64_product_block_by_block():
+  gramian, exact = _blocked_gramian(BLOCKED_SHAPES[0])
+  np.testing.assert_allclose(gramian, exact, rtol=1e-13)
+
+
+def test_float32_gramian_of_many_rows_is_the_float64_product_by_halves():
+  gramian, exact = _blocked_gramian(BLOCKED_SHAPES[1])
+  # Within float64 rounding of each inner product, |g_i . g_j| <= ||g_i||
+  # ||g_j||: entries near 0 come from large terms that cancel.
+  norms = np.sqrt(np.diag(exact))
+  assert np.all(np.abs(gramian - exact) <= 1e-13 * np.outer(norms, norms))
+  np.testing.assert_array_equal(gramian, gramian.T)
+
+
+@pytest.mark.parametrize('shape', BLOCKED_SHAPES)
+def test_float32_rows_are_combined_in_float64_block_by_block(shape):
+  rng = np.random.default_rng(5)
+  jacobian = rng.normal(size=shape).astype(np.float32)
+  weights = rng.normal(size=shape[0])
+  exact = weights @ jacobian.astype(np.float64)
+  direction = small_linalg.combine(tf.constant(weights), tf.constant(jacobian))
+  assert direction.dtype == tf.float32
+  # Rounded once, to float32: a float32 sum would be off by ~1e-7 |terms|.
+  np.testing.assert_allclose(direction.numpy(), exact, rtol=6e-8,
+                             atol=1e-12 * np.abs(exact).max())
 
 
 # The papers' claims.

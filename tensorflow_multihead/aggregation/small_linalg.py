@@ -34,6 +34,12 @@ RANK_TOLERANCE_EPSILONS = 10.
 # `gramian`, `combine` and `by_column_blocks` work on blocks of about this
 # many entries of the Jacobian (2 MB in float64).
 BLOCK_ENTRIES = 2**18
+# `gramian` and `combine` cast a Jacobian of at most this many entries (24 MB
+# in float64) whole: on a 2-core AMD EPYC, faster than blocks up to 48 heads
+# of 65,536 parameters, slower from 64 heads.
+WHOLE_CAST_ENTRIES = 3 * 2**20
+# `gramian` multiplies the halves of the rows apart from this many heads.
+HALVES_MIN_HEADS = 96
 
 # Checks, while the graph is built.
 
@@ -154,20 +160,22 @@ def gramian(jacobian):
   """`G = J J^T` in float64, made exactly symmetric (eigh reads a triangle).
 
   The Jacobian is a constant to the aggregators: nothing differentiates
-  through their solvers (as in TorchJD). It is cast a block of columns at
-  a time: each block's float64 copy stays in cache, where a float64 copy
-  of the whole Jacobian (64 MB at 128 heads and 65,536 parameters) made the
-  product about 1.3 times slower. Each block's product skips one of its
-  four quarters, the transpose of another (`_block_gramian`).
+  through their solvers (as in TorchJD). A float32 (or narrower) Jacobian
+  larger than `WHOLE_CAST_ENTRIES` is cast a block of columns at a time:
+  each block's float64 copy stays in cache, where a float64 copy of the
+  whole Jacobian (64 MB at 128 heads and 65,536 parameters) made the
+  product 1.5 times slower; a smaller one is cast whole, which is faster
+  than blocks up to about that size.
   """
   jacobian = tf.stop_gradient(jacobian)
+  if _cast_whole(jacobian):
+    return _symmetric(_product(tf.cast(jacobian, tf.float64)))
   num_heads, width = tf.shape(jacobian)[0], tf.shape(jacobian)[1]
   columns = _block_columns(num_heads)
   full_blocks = width // columns
 
   def add_block(start, stop, total):
-    return total + _block_gramian(tf.cast(jacobian[:, start:stop],
-                                          tf.float64))
+    return total + _product(tf.cast(jacobian[:, start:stop], tf.float64))
 
   _, total = tf.while_loop(
       lambda index, _: index < full_blocks,
@@ -177,14 +185,27 @@ def gramian(jacobian):
   return _symmetric(add_block(full_blocks * columns, width, total))
 
 
-def _block_gramian(block):
-  """`B B^T` from three products of its halves of rows: 3/4 of the work.
+def _cast_whole(jacobian):
+  """Whether to cast the Jacobian whole: float64 already, or small enough."""
+  if jacobian.dtype == tf.float64:
+    return True
+  shape = jacobian.shape
+  return (shape.rank == 2 and shape.is_fully_defined() and
+          shape[0] * shape[1] <= WHOLE_CAST_ENTRIES)
 
-  (About 12% faster at 128 heads; TensorFlow has no symmetric rank-k
-  product.)
+
+def _product(rows):
+  """`R R^T`; from three products of its halves of rows for many rows.
+
+  The halves skip one of the four quarters, the transpose of another:
+  3/4 of the multiply-adds, 5 to 10% faster from `HALVES_MIN_HEADS` rows
+  (TensorFlow has no symmetric rank-k product), slower below.
   """
-  half = tf.shape(block)[0] // 2
-  top, bottom = block[:half], block[half:]
+  num_heads = rows.shape[0]
+  if num_heads is None or num_heads < HALVES_MIN_HEADS:
+    return tf.matmul(rows, rows, transpose_b=True)
+  half = num_heads // 2
+  top, bottom = rows[:half], rows[half:]
   corner = tf.matmul(top, bottom, transpose_b=True)
   return tf.concat([
       tf.concat([tf.matmul(top, top, transpose_b=True), corner], 1),
@@ -205,14 +226,15 @@ def combine(weights64, jacobian):
 
   In float64 since the heads may cancel out (a conflict PCGrad removes, or
   weights from a badly scaled Gramian, many orders of magnitude apart): a
-  float32 sum would leave rounding noise of the gradients' size. Cast a
-  block at a time, as in `gramian` (2.5 times faster than whole at 128
-  heads and 65,536 parameters).
+  float32 sum would leave rounding noise of the gradients' size. Cast as
+  in `gramian`: whole when small, else a block at a time (four times
+  faster than whole at 128 heads and 65,536 parameters).
   """
   jacobian = tf.stop_gradient(jacobian)
   weights64 = tf.cast(weights64, tf.float64)
-  if jacobian.dtype == tf.float64:
-    return tf.linalg.matvec(jacobian, weights64, transpose_a=True)
+  if _cast_whole(jacobian):
+    return tf.cast(tf.linalg.matvec(tf.cast(jacobian, tf.float64), weights64,
+                                    transpose_a=True), jacobian.dtype)
   return by_column_blocks(
       lambda block: tf.cast(tf.linalg.matvec(
           tf.cast(block, tf.float64), weights64, transpose_a=True),
