@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks import aggregation_closed_form
 from tensorflow_multihead import aggregation
 from tensorflow_multihead.aggregation import balancing
 from tensorflow_multihead.aggregation import projection
@@ -195,14 +194,55 @@ def test_one_head_gives_its_gradient(label):
   np.testing.assert_allclose(direction.numpy(), expected, rtol=1e-12)
 
 
-def test_float32_gramian_is_the_float64_product_block_by_block():
-  # Three blocks of 87,381 columns and a partial one.
-  jacobian = np.random.default_rng(3).normal(size=(3, 300_001)).astype(
-      np.float32)
-  exact = jacobian.astype(np.float64) @ jacobian.T.astype(np.float64)
+@pytest.mark.parametrize('make', [aggregation.IMTLG, aggregation.AlignedMTL,
+                                  aggregation.ConFIG])
+def test_a_nan_in_the_jacobian_gives_nan(make):
+  jacobian = JACOBIANS['conflicting'].copy()
+  jacobian[1, 2] = np.nan
+  assert np.all(np.isnan(make().aggregate(jacobian).numpy()))
+
+
+# Float32 Jacobians above small_linalg.WHOLE_CAST_ENTRIES, cast a block of
+# columns at a time: 3 rows, 13 blocks of 87,381 columns and a partial one;
+# 100 rows (multiplied by halves), 15 blocks of 2,621 and a partial one.
+BLOCKED_SHAPES = [(3, 1_200_001), (100, 40_000)]
+
+
+def _blocked_gramian(shape):
+  """`(ours, NumPy's float64 product)` of a seeded float32 Jacobian."""
+  jacobian = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+  assert jacobian.size > small_linalg.WHOLE_CAST_ENTRIES
   gramian = small_linalg.gramian(tf.constant(jacobian))
   assert gramian.dtype == tf.float64
-  np.testing.assert_allclose(gramian.numpy(), exact, rtol=1e-13)
+  return gramian.numpy(), (jacobian.astype(np.float64) @
+                           jacobian.T.astype(np.float64))
+
+
+def test_float32_gramian_is_the_float64_product_block_by_block():
+  gramian, exact = _blocked_gramian(BLOCKED_SHAPES[0])
+  np.testing.assert_allclose(gramian, exact, rtol=1e-13)
+
+
+def test_float32_gramian_of_many_rows_is_the_float64_product_by_halves():
+  gramian, exact = _blocked_gramian(BLOCKED_SHAPES[1])
+  # Within float64 rounding of each inner product, |g_i . g_j| <= ||g_i||
+  # ||g_j||: entries near 0 come from large terms that cancel.
+  norms = np.sqrt(np.diag(exact))
+  assert np.all(np.abs(gramian - exact) <= 1e-13 * np.outer(norms, norms))
+  np.testing.assert_array_equal(gramian, gramian.T)
+
+
+@pytest.mark.parametrize('shape', BLOCKED_SHAPES)
+def test_float32_rows_are_combined_in_float64_block_by_block(shape):
+  rng = np.random.default_rng(5)
+  jacobian = rng.normal(size=shape).astype(np.float32)
+  weights = rng.normal(size=shape[0])
+  exact = weights @ jacobian.astype(np.float64)
+  direction = small_linalg.combine(tf.constant(weights), tf.constant(jacobian))
+  assert direction.dtype == tf.float32
+  # Rounded once, to float32: a float32 sum would be off by ~1e-7 |terms|.
+  np.testing.assert_allclose(direction.numpy(), exact, rtol=6e-8,
+                             atol=1e-12 * np.abs(exact).max())
 
 
 # The papers' claims.
@@ -650,7 +690,7 @@ def test_pcgrad_takes_any_number_of_heads_at_run_time():
 
 @pytest.mark.parametrize('make, message', [
     (lambda: aggregation.AlignedMTL(pref_vector=[1., 2.]), 'pref_vector has '
-     '2 entries but the Jacobian has 3 rows'),
+     '2 entries; the Jacobian has 3 rows'),
     (lambda: aggregation.ConFIG([1., 2.]), 'pref_vector has 2 entries'),
     (lambda: aggregation.GradDrop(leak=[0., 1.]), 'leak has 2 entries'),
 ])
@@ -667,7 +707,9 @@ def test_vectors_of_the_wrong_length_are_refused(make, message):
     (lambda: aggregation.GradVac(beta=1.5), ValueError,
      r'beta must be in \[0, 1\]'),
     (lambda: aggregation.GradVac(eps=-1.), ValueError,
-     'eps must be non-negative'),
+     'GradVac eps must be >= 0'),
+    (lambda: aggregation.GradVac(eps='small'), TypeError,
+     'GradVac eps must be a number'),
     (lambda: aggregation.AlignedMTL(scale_mode='max'), ValueError,
      "scale_mode must be one of \\('min', 'median', 'rmse'\\)"),
     (lambda: aggregation.AlignedMTL(pref_vector=[[1.]]), ValueError,
@@ -688,15 +730,3 @@ def test_reprs_show_the_parameters():
   assert repr(aggregation.AlignedMTL([1, 2])) == (
       "AlignedMTL(pref_vector=[1.0, 2.0], scale_mode='min')")
   assert repr(aggregation.IMTLG()) == 'IMTLG()'
-
-
-def test_benchmark_rows_count_the_ops_of_each_aggregator():
-  rows = aggregation_closed_form.run([2, 3], width=4, repeats=1,
-                                     names=['Mean', 'PCGrad'],
-                                     log=lambda line: None)
-  ops = {(row['aggregator'], row['heads']): (row['ops'], row['function_ops'])
-         for row in rows}
-  assert ops['Mean', 2] == ops['Mean', 3] == (3, 0)
-  assert ops['PCGrad', 2] == ops['PCGrad', 3]
-  assert ops['PCGrad', 2][1] > 0  # its loop, compiled, in a function
-  assert all(row['step_ms'] > 0. for row in rows)

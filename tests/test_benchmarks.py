@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import aggregators
 from benchmarks import aggregation_cost
 from benchmarks import common
 from benchmarks import estimator_steps
@@ -370,6 +371,17 @@ def test_plots_merge_the_eval_rows_of_several_runs(tmp_path):
       {'heads': 1024, 'mode': 'eval', 'fused_ops': 5}]
 
 
+def test_aggregator_rows_count_the_ops_of_each_aggregator():
+  rows = aggregators.run([2, 3], width=4, repeats=1,
+                         names=['Mean', 'PCGrad', 'UPGrad'], log=_silent)
+  ops = {(row['aggregator'], row['heads']): (row['ops'], row['function_ops'])
+         for row in rows}
+  assert ops['Mean', 2] == ops['Mean', 3] == (3, 0)
+  assert ops['PCGrad', 2] == ops['PCGrad', 3]
+  assert ops['PCGrad', 2][1] > 0  # its loop, compiled, in a function
+  assert ops['UPGrad', 2][1] > 0  # the solver's loop body
+  assert all(row['step_ms'] > 0. and row['build_cpu_s'] >= 0.
+             for row in rows)
 # weighting_steps.
 
 

@@ -92,31 +92,7 @@ def config_weights(gramian64, preferences):
   return weights * tf.reduce_sum(products) / tf.square(norm)
 
 
-class _Gramian(base.Aggregator):
-  """An aggregator whose weights are a function of the Gramian alone."""
-
-  def _weights(self, gramian64, num_heads):
-    raise NotImplementedError
-
-  def aggregate(self, jacobian):
-    name = type(self).__name__
-    jacobian = small_linalg.checked_jacobian(jacobian, name)
-    with tf.name_scope(name.lower()):
-      weights = self._weights(small_linalg.gramian(jacobian),
-                              jacobian.shape[0])
-      return small_linalg.combine(weights, jacobian)
-
-
-def _preferences(pref_vector, default, num_heads, aggregator):
-  """The `[K]` float64 preference weights: `pref_vector`, else `default`."""
-  if pref_vector is None:
-    return default
-  small_linalg.check_length(pref_vector, 'pref_vector', num_heads,
-                            aggregator)
-  return tf.constant(pref_vector, tf.float64)
-
-
-class IMTLG(_Gramian):
+class IMTLG(base.GramianWeighted):
   """The gradient part of impartial multi-task learning (IMTL-G).
 
   `d = J^T a`, with `a = v / sum(v)`, `v = G^+ sqrt(diag G)` (0 when `sum(v)`
@@ -138,12 +114,11 @@ class IMTLG(_Gramian):
   array([1.      , 0.414...], dtype=float32)
   """
 
-  def _weights(self, gramian64, num_heads):
-    del num_heads
+  def weights(self, gramian64):
     return imtlg_weights(gramian64)
 
 
-class AlignedMTL(_Gramian):
+class AlignedMTL(base.GramianWeighted):
   """Aligned-MTL: the gradients aligned to one condition number, then weighted.
 
   With `G = V Sigma^2 V^T` (the rank-`r` part), `B = sqrt(s) V Sigma^-1 V^T`
@@ -170,20 +145,17 @@ class AlignedMTL(_Gramian):
                shared_variables=None, shared_representation=None):
     super().__init__(shared_variables=shared_variables,
                      shared_representation=shared_representation)
-    if pref_vector is not None:
-      pref_vector = small_linalg.checked_vector(pref_vector, 'pref_vector',
-                                                'AlignedMTL')
+    pref_vector = small_linalg.checked_vector(pref_vector, 'pref_vector',
+                                              'AlignedMTL')
     if scale_mode not in SCALE_MODES:
-      raise ValueError(f'AlignedMTL: scale_mode must be one of '
+      raise ValueError(f'AlignedMTL scale_mode must be one of '
                        f'{SCALE_MODES}; given {scale_mode!r}.')
     self.pref_vector = pref_vector
     self.scale_mode = scale_mode
 
-  def _weights(self, gramian64, num_heads):
-    num_rows = tf.shape(gramian64)[0]
-    mean = tf.fill([num_rows], 1. / tf.cast(num_rows, tf.float64))
-    preferences = _preferences(self.pref_vector, mean, num_heads,
-                               'AlignedMTL')
+  def weights(self, gramian64):
+    preferences = small_linalg.per_head(self.pref_vector,
+                                        tf.shape(gramian64)[0], 'AlignedMTL')
     return tf.linalg.matvec(balance_transformation(gramian64,
                                                    self.scale_mode),
                             preferences)
@@ -193,7 +165,7 @@ class AlignedMTL(_Gramian):
     return f'AlignedMTL(pref_vector={pref}, scale_mode={self.scale_mode!r})'
 
 
-class ConFIG(_Gramian):
+class ConFIG(base.GramianWeighted):
   """Conflict-free inverse gradients (ConFIG): equal cosine with every head.
 
   With the unit gradients `u_i = g_i / ||g_i||` as the rows of `U`,
@@ -222,15 +194,13 @@ class ConFIG(_Gramian):
                shared_representation=None):
     super().__init__(shared_variables=shared_variables,
                      shared_representation=shared_representation)
-    if pref_vector is not None:
-      pref_vector = small_linalg.checked_vector(pref_vector, 'pref_vector',
-                                                'ConFIG')
+    pref_vector = small_linalg.checked_vector(pref_vector, 'pref_vector',
+                                              'ConFIG')
     self.pref_vector = pref_vector
 
-  def _weights(self, gramian64, num_heads):
-    ones = tf.ones([tf.shape(gramian64)[0]], tf.float64)
-    return config_weights(
-        gramian64, _preferences(self.pref_vector, ones, num_heads, 'ConFIG'))
+  def weights(self, gramian64):
+    return config_weights(gramian64, small_linalg.per_head(
+        self.pref_vector, tf.shape(gramian64)[0], 'ConFIG', default=1.))
 
   def __repr__(self):
     pref = None if self.pref_vector is None else self.pref_vector.tolist()

@@ -17,6 +17,8 @@ import abc
 
 import tensorflow as tf
 
+from tensorflow_multihead.aggregation import small_linalg
+
 
 def _as_tuple(shared_variables):
   if shared_variables is None:
@@ -66,3 +68,28 @@ class Mean(Aggregator):
   def aggregate(self, jacobian):
     jacobian = tf.convert_to_tensor(jacobian)
     return tf.reduce_mean(jacobian, axis=0)
+
+
+class GramianWeighted(Aggregator):
+  """An aggregator `d = J^T w` whose weights `w` depend on `J` through `G`.
+
+  A subclass implements `weights(G)`; `aggregate(J)` checks `J`, computes
+  its float64 Gramian `G = J J^T`, the weights from it, and their
+  combination of the rows, in the Jacobian's dtype (see `small_linalg`).
+  A Jacobian with a NaN or an infinity gives NaN everywhere.
+  """
+
+  @abc.abstractmethod
+  def weights(self, gramian64):
+    """The `[K]` float64 weights of the rows, from the `[K, K]` Gramian."""
+
+  def aggregate(self, jacobian):
+    name = type(self).__name__
+    jacobian = small_linalg.checked_jacobian(jacobian, name)
+    with tf.name_scope(name.lower()):
+      gramian64 = small_linalg.gramian(jacobian)
+      finite = small_linalg.all_finite(gramian64)
+      # A scalar 0, broadcast: the same ops whatever K.
+      safe = tf.where(finite, gramian64, tf.constant(0., tf.float64))
+      return small_linalg.combine(
+          small_linalg.nan_unless(finite, self.weights(safe)), jacobian)

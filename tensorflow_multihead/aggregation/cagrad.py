@@ -29,18 +29,19 @@ Descent for Multi-task Learning", NeurIPS 2021.
 """
 import tensorflow as tf
 
-from tensorflow_multihead.aggregation import gramian as gramians
+from tensorflow_multihead.aggregation import base
 from tensorflow_multihead.aggregation import quadratic_path
+from tensorflow_multihead.aggregation import small_linalg
 
 
-def conflict_averse_weights(gramian_matrix, c, norm_eps):
+def conflict_averse_weights(gramian64, c, norm_eps):
   """The `[K]` weights of `CAGrad`'s direction, from `G = J J^T`.
 
   Zeros where the best `w` has `||J^T w|| < norm_eps` (with `J` scaled to
   unit Frobenius norm): the heads are then about Pareto-stationary, and
   TorchJD returns 0 there too.
   """
-  normalized = gramians.normalize_by_trace(gramian_matrix, norm_eps)
+  normalized = small_linalg.normalize_by_trace(gramian64, norm_eps)
   size = tf.shape(normalized)[0]
   mean = tf.fill([size], 1. / tf.cast(size, tf.float64))
   towards_mean = tf.linalg.matvec(normalized, mean)
@@ -63,7 +64,7 @@ def conflict_averse_weights(gramian_matrix, c, norm_eps):
                   tf.where(mean_found, mean, tf.zeros_like(mean)))
 
 
-class CAGrad(gramians.GramianWeighted):
+class CAGrad(base.GramianWeighted):
   """Conflict-Averse Gradient descent: the worst head's best improvement.
 
       d = argmax_d min_i g_i . d   subject to   ||d - g_0|| <= c ||g_0||
@@ -100,11 +101,12 @@ class CAGrad(gramians.GramianWeighted):
                shared_representation=None):
     super().__init__(shared_variables=shared_variables,
                      shared_representation=shared_representation)
-    self.c = gramians.non_negative_number(c, 'CAGrad c')
-    self.norm_eps = gramians.non_negative_number(norm_eps, 'CAGrad norm_eps')
+    self.c = small_linalg.non_negative_number(c, 'CAGrad c')
+    self.norm_eps = small_linalg.non_negative_number(norm_eps,
+                                                     'CAGrad norm_eps')
 
-  def weights(self, gramian_matrix):
-    return conflict_averse_weights(gramian_matrix, self.c, self.norm_eps)
+  def weights(self, gramian64):
+    return conflict_averse_weights(gramian64, self.c, self.norm_eps)
 
   def __repr__(self):
     return f'CAGrad(c={self.c!r}, norm_eps={self.norm_eps!r})'

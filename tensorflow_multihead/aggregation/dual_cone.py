@@ -18,20 +18,21 @@ P. Quinton and V. Rey, "Jacobian Descent for Multi-Objective Optimization",
 """
 import tensorflow as tf
 
-from tensorflow_multihead.aggregation import gramian as gramians
+from tensorflow_multihead.aggregation import base
 from tensorflow_multihead.aggregation import quadratic
 from tensorflow_multihead.aggregation import quadratic_pivoting
+from tensorflow_multihead.aggregation import small_linalg
 
 # With reg_eps at least this, the normalized G + reg_eps I has a condition
 # number at most about 1 / reg_eps, which Cholesky factors in float64.
 MIN_PIVOTING_REG_EPS = 1e-8
 
 
-def dual_cone_weights(gramian_matrix, lower_bounds, norm_eps, reg_eps):
+def dual_cone_weights(gramian64, lower_bounds, norm_eps, reg_eps):
   """The `v` of each row `u` of `lower_bounds`: `argmin v^T G v, v >= u`.
 
   Args:
-    gramian_matrix: `G`, `[K, K]` float64.
+    gramian64: `G`, `[K, K]` float64.
     lower_bounds: `[B, K]` float64, one problem per row.
     norm_eps: Below this trace, `G` counts as 0.
     reg_eps: Added to the normalized `G`'s diagonal.
@@ -39,8 +40,8 @@ def dual_cone_weights(gramian_matrix, lower_bounds, norm_eps, reg_eps):
   Returns:
     `[B, K]` float64: each problem's `v`.
   """
-  size = tf.shape(gramian_matrix)[0]
-  regularized = (gramians.normalize_by_trace(gramian_matrix, norm_eps) +
+  size = tf.shape(gramian64)[0]
+  regularized = (small_linalg.normalize_by_trace(gramian64, norm_eps) +
                  reg_eps * tf.eye(size, dtype=tf.float64))
   # With v = u + x: minimize 1/2 x^T A x + (A u)^T x over x >= 0.
   solve = (quadratic_pivoting.block_pivoting_minimum
@@ -50,7 +51,7 @@ def dual_cone_weights(gramian_matrix, lower_bounds, norm_eps, reg_eps):
   return lower_bounds + excess
 
 
-class _DualConeProjection(gramians.GramianWeighted):
+class _DualConeProjection(base.GramianWeighted):
   """What `UPGrad` and `DualProj` share: their parameters."""
 
   def __init__(self, pref_vector=None, norm_eps=0.0001, reg_eps=0.0001,
@@ -58,13 +59,15 @@ class _DualConeProjection(gramians.GramianWeighted):
     super().__init__(shared_variables=shared_variables,
                      shared_representation=shared_representation)
     name = type(self).__name__
-    self.pref_vector = gramians.checked_pref_vector(pref_vector, name)
-    self.norm_eps = gramians.non_negative_number(norm_eps, f'{name} norm_eps')
-    self.reg_eps = gramians.non_negative_number(reg_eps, f'{name} reg_eps')
+    self.pref_vector = small_linalg.checked_vector(pref_vector, 'pref_vector',
+                                                   name)
+    self.norm_eps = small_linalg.non_negative_number(norm_eps,
+                                                     f'{name} norm_eps')
+    self.reg_eps = small_linalg.non_negative_number(reg_eps, f'{name} reg_eps')
 
-  def _preferences(self, gramian_matrix):
-    return gramians.pref_weights(self.pref_vector,
-                                 tf.shape(gramian_matrix)[0],
+  def _preferences(self, gramian64):
+    return small_linalg.per_head(self.pref_vector,
+                                 tf.shape(gramian64)[0],
                                  type(self).__name__)
 
   def __repr__(self):
@@ -110,9 +113,9 @@ class UPGrad(_DualConeProjection):
   array([0.25, 0.5 ], dtype=float32)
   """
 
-  def weights(self, gramian_matrix):
-    preferences = self._preferences(gramian_matrix)
-    projections = dual_cone_weights(gramian_matrix, tf.linalg.diag(
+  def weights(self, gramian64):
+    preferences = self._preferences(gramian64)
+    projections = dual_cone_weights(gramian64, tf.linalg.diag(
         preferences), self.norm_eps, self.reg_eps)
     return tf.reduce_sum(projections, axis=0)
 
@@ -143,7 +146,7 @@ class DualProj(_DualConeProjection):
   array([0.375, 0.375], dtype=float32)
   """
 
-  def weights(self, gramian_matrix):
-    preferences = self._preferences(gramian_matrix)
-    return dual_cone_weights(gramian_matrix, preferences[None],
+  def weights(self, gramian64):
+    preferences = self._preferences(gramian64)
+    return dual_cone_weights(gramian64, preferences[None],
                              self.norm_eps, self.reg_eps)[0]

@@ -32,8 +32,9 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from tensorflow_multihead.aggregation import gramian as gramians
+from tensorflow_multihead.aggregation import base
 from tensorflow_multihead.aggregation import mgda
+from tensorflow_multihead.aggregation import small_linalg
 
 _MAX_NEWTON_STEPS = 100
 # Newton's method stops once lambda^2 / K is below this.
@@ -43,17 +44,17 @@ _DECREMENT_TOLERANCE = 1e-20
 _STATIONARY = 1e-10
 
 
-def bargaining_weights(gramian_matrix):
+def bargaining_weights(gramian64):
   """The `alpha > 0` with `(G alpha)_i alpha_i = 1`, or 0 where none is.
 
   Args:
-    gramian_matrix: `G = J J^T`, `[K, K]` float64.
+    gramian64: `G = J J^T`, `[K, K]` float64.
 
   Returns:
     `[K]` float64 weights.
   """
-  trace = tf.linalg.trace(gramian_matrix)
-  normalized = gramians.normalize_by_trace(gramian_matrix, 0.)
+  trace = tf.linalg.trace(gramian64)
+  normalized = small_linalg.normalize_by_trace(gramian64, 0.)
   hull_point = mgda.min_norm_weights(normalized)
   stationary = tf.logical_or(
       tf.equal(trace, 0.),
@@ -97,7 +98,7 @@ def _newton_minimum(gram):
   return alpha
 
 
-class NashMTL(gramians.GramianWeighted):
+class NashMTL(base.GramianWeighted):
   """The Nash bargaining solution of the heads, its norm capped.
 
       d = J^T alpha,   (G alpha)_i = 1 / alpha_i  for every i,
@@ -149,20 +150,20 @@ class NashMTL(gramians.GramianWeighted):
                          f'{n_tasks!r}.')
       n_tasks = int(n_tasks)
     self.n_tasks = n_tasks
-    self.max_norm = gramians.non_negative_number(max_norm,
+    self.max_norm = small_linalg.non_negative_number(max_norm,
                                                  'NashMTL max_norm')
 
-  def weights(self, gramian_matrix):
+  def weights(self, gramian64):
     if self.n_tasks is not None:
-      rows = gramian_matrix.shape[0]
+      rows = gramian64.shape[0]
       if rows is not None and rows != self.n_tasks:
         raise ValueError(f'NashMTL was given n_tasks={self.n_tasks}; the '
                          f'Jacobian has {rows} rows (heads).')
-    alpha = bargaining_weights(gramian_matrix)
+    alpha = bargaining_weights(gramian64)
     if not self.max_norm:
       return alpha
     norm = tf.sqrt(tf.maximum(tf.reduce_sum(
-        alpha * tf.linalg.matvec(gramian_matrix, alpha)), 0.))
+        alpha * tf.linalg.matvec(gramian64, alpha)), 0.))
     return tf.where(norm > self.max_norm, alpha * (self.max_norm / norm),
                     alpha)
 

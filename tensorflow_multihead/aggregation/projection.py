@@ -159,7 +159,7 @@ class _Surgery(base.Aggregator):
     super().__init__(shared_variables=shared_variables,
                      shared_representation=shared_representation)
     if not isinstance(shuffle, bool):
-      raise TypeError(f'{type(self).__name__}: shuffle must be True or '
+      raise TypeError(f'{type(self).__name__} shuffle must be True or '
                       f'False; given {shuffle!r}.')
     self.shuffle = shuffle
     self.seed = step_randomness.checked_seed(seed, type(self).__name__)
@@ -265,12 +265,9 @@ class GradVac(_Surgery):
                shared_representation=None):
     super().__init__(shuffle, seed, name, shared_variables,
                      shared_representation)
-    if not 0. <= beta <= 1.:
-      raise ValueError(f'GradVac: beta must be in [0, 1]; given {beta!r}.')
-    if not eps >= 0.:
-      raise ValueError(f'GradVac: eps must be non-negative; given {eps!r}.')
-    self.beta = float(beta)
-    self.eps = float(eps)
+    self.beta = small_linalg.non_negative_number(beta, 'GradVac beta',
+                                                 at_most=1.)
+    self.eps = small_linalg.non_negative_number(eps, 'GradVac eps')
     self.name = name
     self._targets = graph_state.PerGraph(self._new_targets)
 

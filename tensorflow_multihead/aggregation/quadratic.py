@@ -101,16 +101,23 @@ def factor_free_block(gram, free, gather=False):
     masked = tf.where(both, gram[None], tf.eye(size, dtype=tf.float64)[None])
     return FreeBlock(factor=tf.linalg.cholesky(masked), indices=None,
                      valid=None, free=free)
+  size = tf.shape(gram)[0]
   counts = tf.reduce_sum(tf.cast(free, tf.int32), axis=-1)
   width = tf.reduce_max(counts)
   # Free coordinates first, in order: a stable sort of the fixed flags.
   indices = tf.argsort(tf.cast(tf.logical_not(free), tf.int32), axis=-1,
                        stable=True)[:, :width]
-  valid = tf.range(width)[None] < counts[:, None]
-  rows = tf.gather(gram, indices)
-  block = tf.gather(rows, indices, axis=2, batch_dims=1)
-  both = tf.logical_and(valid[:, :, None], valid[:, None, :])
-  block = tf.where(both, block, tf.eye(width, dtype=tf.float64)[None])
+  positions = tf.range(width)[None]
+  valid = positions < counts[:, None]
+  # Every entry of the blocks in one gather from [[A, 0], [0, I]], the
+  # padding's indices in the identity: a gather of rows then one with
+  # batch_dims, and a select of the padding, took ten times longer.
+  padded = tf.where(valid, indices, size + positions)
+  flat = padded[:, :, None] * (2 * size) + padded[:, None, :]
+  augmented = tf.pad(gram, [[0, size], [0, size]]) + tf.linalg.diag(
+      tf.concat([tf.zeros([size], tf.float64),
+                 tf.ones([size], tf.float64)], 0))
+  block = tf.gather(tf.reshape(augmented, [-1]), flat)
   return FreeBlock(factor=tf.linalg.cholesky(block), indices=indices,
                    valid=valid, free=free)
 
@@ -132,16 +139,16 @@ def _solve_block(block, rhs):
     return _cholesky_solve(block.factor, rhs) * tf.cast(
         block.free, tf.float64)[:, :, None]
   valid = tf.cast(block.valid, tf.float64)[:, :, None]
-  gathered = tf.gather(rhs, block.indices, axis=1, batch_dims=1) * valid
-  solved = _cholesky_solve(block.factor, gathered) * valid
-  batch = tf.shape(rhs)[0]
-  width = tf.shape(block.indices)[1]
-  positions = tf.stack([
-      tf.broadcast_to(tf.range(batch)[:, None], [batch, width]),
-      block.indices], axis=-1)
+  shape = tf.shape(rhs)
+  # Row b's coordinate j is row b K + j of the problems' rows stacked.
+  positions = block.indices + shape[1] * tf.range(shape[0])[:, None]
+  stacked = tf.reshape(rhs, [-1, shape[2]])
+  solved = _cholesky_solve(block.factor,
+                           tf.gather(stacked, positions) * valid) * valid
   # Padding entries point at fixed coordinates with a zero value: summed
   # in, they change nothing.
-  return tf.scatter_nd(positions, solved, tf.shape(rhs))
+  return tf.reshape(tf.scatter_nd(positions[:, :, None], solved,
+                                  tf.shape(stacked)), shape)
 
 
 def solve_free_block(block, gram, rhs):
@@ -170,6 +177,22 @@ def gradient_tolerance(absolute_gram, linear, x):
   epsilon = tf.constant(2.0**-52, tf.float64)
   scale = tf.abs(linear) + tf.matmul(tf.abs(x), absolute_gram)
   return ROUNDING_UNITS * epsilon * size * scale
+
+
+def meets_optimality(gram, linear, x):
+  """Whether each row of `x` is a minimum, to rounding: `[B]` bool.
+
+  The Karush-Kuhn-Tucker conditions, sufficient for this convex problem:
+  `x >= 0`, `w = b - A x <= 0`, and `w = 0` where `x > 0`, all within the
+  rounding of `gradient_tolerance`; and `x` finite.
+  """
+  gradient = linear - tf.matmul(x, gram)
+  tolerance = gradient_tolerance(tf.abs(gram), linear, x)
+  met = tf.logical_and(
+      tf.logical_and(x >= 0., gradient <= tolerance),
+      tf.logical_or(tf.equal(x, 0.), tf.abs(gradient) <= tolerance))
+  return tf.logical_and(tf.reduce_all(met, axis=-1),
+                        tf.reduce_all(tf.math.is_finite(x), axis=-1))
 
 
 def nonnegative_quadratic_minimum(gram, linear, max_iterations=None):

@@ -25,10 +25,10 @@ from tensorflow_multihead.aggregation import graph_state
 def checked_seed(seed, aggregator):
   """`seed` as an int, or a `TypeError` naming `aggregator`."""
   if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-    raise TypeError(f'{aggregator}: seed must be an integer; given '
+    raise TypeError(f'{aggregator} seed must be an integer; given '
                     f'{seed!r}.')
   if not np.iinfo(np.int64).min <= seed <= np.iinfo(np.int64).max:
-    raise ValueError(f'{aggregator}: seed must fit in 64 bits; given {seed}.')
+    raise ValueError(f'{aggregator} seed must fit in 64 bits; given {seed}.')
   return int(seed)
 
 

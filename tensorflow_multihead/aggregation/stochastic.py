@@ -35,7 +35,7 @@ def graddrop_direction(jacobian, thresholds, f=_identity, leak=None):
     jacobian: The `[K, n]` Jacobian.
     thresholds: `U`, `[n]` uniform draws in `[0, 1)`, the Jacobian's dtype.
     f: Applied to the purities `P`.
-    leak: The `[K]` leaks, or `None` (no leak).
+    leak: The `[K]` float64 leaks, or `None` (no leak).
   """
   return small_linalg.by_column_blocks(
       lambda block, block_thresholds: _graddrop_block(
@@ -54,7 +54,7 @@ def _graddrop_block(jacobian, thresholds, f, leak):
   keep_negative = tf.cast(purity < thresholds, jacobian.dtype)
   if leak is None:
     return keep_positive * positive + keep_negative * negative
-  leak = tf.constant(leak, jacobian.dtype)
+  leak = tf.cast(leak, jacobian.dtype)
   kept = 1. - leak
   return (tf.linalg.matvec(jacobian, leak, transpose_a=True) +
           keep_positive * tf.linalg.matvec(positive_parts, kept,
@@ -124,20 +124,20 @@ class GradDrop(_Drawing):
                shared_variables=None, shared_representation=None):
     super().__init__(seed, shared_variables, shared_representation)
     if not callable(f):
-      raise TypeError(f'GradDrop: f must be a function of the purities; '
+      raise TypeError(f'GradDrop f must be a function of the purities; '
                       f'given {f!r}.')
-    if leak is not None:
-      leak = small_linalg.checked_vector(leak, 'leak', 'GradDrop')
+    leak = small_linalg.checked_vector(leak, 'leak', 'GradDrop')
     self.f = f
     self.leak = leak
 
   def _direction(self, jacobian, seed):
+    leak = None
     if self.leak is not None:
-      small_linalg.check_length(self.leak, 'leak', jacobian.shape[0],
-                                'GradDrop')
+      leak = small_linalg.per_head(self.leak, tf.shape(jacobian)[0],
+                                   'GradDrop', 'leak')
     thresholds = tf.random.stateless_uniform(tf.shape(jacobian)[1:], seed,
                                              dtype=jacobian.dtype)
-    return graddrop_direction(jacobian, thresholds, self.f, self.leak)
+    return graddrop_direction(jacobian, thresholds, self.f, leak)
 
   def __repr__(self):
     leak = None if self.leak is None else self.leak.tolist()
