@@ -25,6 +25,7 @@ from tensorflow_multihead import base_head
 from tensorflow_multihead import fused_masks
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import head_group
+from tensorflow_multihead import narrow_outputs
 
 _SUM_OVER_BATCH_SIZE = tf.losses.Reduction.SUM_OVER_BATCH_SIZE
 
@@ -71,10 +72,6 @@ def rows(tensor):
 
 def stack(pieces):
   return tf.stack(pieces, axis=-2)
-
-
-def split(tensor):
-  return tf.unstack(tensor, axis=-2)
 
 
 def expand_flat(labels, logits):
@@ -257,13 +254,28 @@ class FusedGroup:
 
   # Predictions and serving.
 
-  def predictions(self, logits):
-    """Each head's predictions dict, keyed by head name."""
+  def predictions(self, logits, apart=()):
+    """Each head's predictions dict, keyed by head name.
+
+    The heads named in `apart` (those with signatures of their own in an
+    export) have their tensors cut by ops of their own, from the logits'
+    source tensor: see `narrow_outputs`.
+    """
     pieces = self._pieces(logits)
     with tf.name_scope('predictions'):
-      return self._predictions(pieces, stack(pieces))
+      positions = [index for index, name in enumerate(self.names)
+                   if name in apart]
+      if not positions:
+        return self._predictions(pieces, stack(pieces),
+                                 narrow_outputs.UNSTACK)
+      stacked = narrow_outputs.stack_from_source(pieces)
+      cut = narrow_outputs.HeadCuts(self.size, positions)
+      return self._predictions(cut.pieces(stacked, pieces), stacked, cut)
 
-  def _predictions(self, pieces, stacked):
+  def _predictions(self, pieces, stacked, cut):
+    """Each head's predictions, from its logits `pieces` and the `stacked`
+    ones; `cut` (a `narrow_outputs.HeadCuts`) cuts group tensors into each
+    head's."""
     raise NotImplementedError
 
   def export_outputs(self, predictions):

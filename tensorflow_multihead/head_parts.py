@@ -286,15 +286,20 @@ class HeadPart:
 class FusedPart:
   """A fused group of heads, computed by batched ops."""
 
-  def __init__(self, group, position):
+  def __init__(self, group, position, exported=None):
     self.group = group
     self.names = group.names
     self._prefix = f'{position}:fused:'
+    # The heads whose own signatures an export holds (None: all of them).
+    self.exported = group.names if exported is None else exported
 
   def spec(self, features, mode, logits, labels):
     group = self.group
     with tf.name_scope(f'fused_{self.names[0]}'):
-      predictions = group.predictions(logits)
+      # Heads with signatures of their own are cut apart, so that each
+      # signature stays small (see narrow_outputs).
+      predictions = group.predictions(
+          logits, apart=self.exported if mode == ModeKeys.PREDICT else ())
       if mode == ModeKeys.PREDICT:
         return PartSpec(predictions=predictions,
                         export_outputs=group.export_outputs(predictions))
@@ -390,13 +395,15 @@ def _add_to_metric_collections(states):
           tf.compat.v1.add_to_collection(collection, variable)
 
 
-def parts_for(heads, plan, fused_groups, logits=None, labels=None):
+def parts_for(heads, plan, fused_groups, logits=None, labels=None,
+              exported=None):
   """The parts computing one call, in the order of their first head.
 
   A planned group is fused if every head's `logits` (and `labels`, when
   given) can be stacked, else each of its heads is computed on its own.
   `fused_groups` maps a plan's group (tuple of positions) to its
-  `fused_heads.FusedGroup`.
+  `fused_heads.FusedGroup`; `exported` names the heads whose own signatures
+  an export holds (None: every head).
   """
   parts = []
   for positions in plan:
@@ -406,7 +413,7 @@ def parts_for(heads, plan, fused_groups, logits=None, labels=None):
             logits[heads[position].name],
             None if labels is None else labels[heads[position].name])
         for position in positions)):
-      parts.append(FusedPart(group, positions[0]))
+      parts.append(FusedPart(group, positions[0], exported))
     else:
       parts.extend(HeadPart(heads[position], position)
                    for position in positions)
