@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from benchmarks import common
 from benchmarks import estimator_steps
+from benchmarks import exports
 from benchmarks import graph_build
 from benchmarks import plots
 
@@ -277,6 +278,90 @@ def test_memory_child_prints_one_number(capsys, keep_tf_log_level):
   assert graph_build.main(['--child-memory=fused,2,predict']) == 0
   printed = capsys.readouterr().out.strip().splitlines()[-1]
   assert isinstance(json.loads(printed), float)
+
+
+def test_scope_of_folds_our_short_scope_of_many_heads_too():
+  names = {f'binary_{index}' for index in range(40)}
+  scopes = {'_'.join(sorted(names)), 'multi_head_0123abcd'}
+  assert graph_build.scope_of('multi_head_0123abcd/binary_3/losses/Mean',
+                              scopes, names) == '<head>/losses'
+
+
+# exports: every step at 2 heads, in this process (the benchmark runs each
+# in a capped child; one child runs below).
+
+
+@pytest.fixture(scope='module')
+def export_rows(tmp_path_factory):
+  return exports.run([2], batch=3, isolate=False, log=_silent,
+                     work_dir=str(tmp_path_factory.mktemp('exports')))
+
+
+def test_exports_measure_every_step_of_every_side(export_rows):
+  (row,) = export_rows
+  for side in exports.SIDES:
+    assert f'{side}_failed' not in row
+    for key in ('export_seconds', 'mib', 'tf2_seconds', 'tf2_predict_ms',
+                'tf1_seconds', 'tf1_predict_ms'):
+      assert row[f'{side}_{key}'] > 0, (side, key)
+
+
+def test_exports_count_the_signatures_of_each_side(export_rows):
+  (row,) = export_rows
+  # Four per binary head, serving_default and predict.
+  assert row['reference_signatures'] == row['ours_signatures'] == 10
+  assert row['ours_reduced_signatures'] == 2
+
+
+def test_exports_load_what_the_estimator_predicts(export_rows):
+  (row,) = export_rows
+  assert [row[f'{side}_checked'] for side in exports.SIDES] == [True] * 3
+
+
+def test_exports_check_compares_every_prediction_and_serving_default():
+  expected = {'h0/probabilities': np.array([[0.25, 0.75]]),
+              'h0/classes': np.array([[b'1']], object)}
+  served = {'predict': dict(expected),
+            'serving_default': {'scores': np.array([[0.25, 0.75]])}}
+  assert exports._checked(served, expected)
+  wrong = dict(served, serving_default={'scores': np.array([[0.5, 0.5]])})
+  assert not exports._checked(wrong, expected)
+  missing = dict(served, predict={'h0/classes': expected['h0/classes']})
+  assert not exports._checked(missing, expected)
+
+
+def test_exports_table_has_a_row_per_side_and_names_failures(export_rows):
+  rows = [dict(export_rows[0], reference_failed={'tf2': 'over 9 s'})]
+  table = exports.report(rows)
+  assert 'over 9 s' in table and 'reduced' in table
+  assert exports.stops(rows) == [
+      'tf.estimator.MultiHead: tf2 stopped at 2 heads (over 9 s); not run '
+      'at more heads.']
+
+
+@pytest.fixture(scope='module')
+def reduced_export(tmp_path_factory):
+  return exports.export('ours_reduced', 2,
+                        str(tmp_path_factory.mktemp('child')), batch=3)
+
+
+def test_exports_load_in_a_capped_child(reduced_export):
+  loaded = exports.in_child('tf1', [reduced_export['path'], 3], cap_gib=10.,
+                            timeout=300.)
+  assert loaded['tf1_seconds'] > 0
+  assert 0.1 < loaded['tf1_peak_gib'] < 10.
+
+
+def test_exports_child_over_its_memory_cap_is_reported_as_such(
+    reduced_export):
+  loaded = exports.in_child('tf1', [reduced_export['path'], 3], cap_gib=0.3,
+                            timeout=300.)
+  assert loaded == {'failed': 'out of memory (0.3 GiB cap)'}
+
+
+def test_exports_figure_is_drawn_from_rows(tmp_path, export_rows):
+  (path,) = plots.draw_exports(export_rows, str(tmp_path))
+  assert open(path, 'rb').read()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 # plots.
