@@ -128,6 +128,20 @@ class ExportChoice:
     _check_serving_default(serving_default, given_default_head)
     self.serving_default = serving_default
 
+  @property
+  def served_apart(self):
+    """The heads a signature of their own serves; None: every head.
+
+    The heads exported, and the default head when it is `serving_default`:
+    their outputs are cut from a fused group by ops of their own (see
+    `narrow_outputs`), so that each such signature stays small.
+    """
+    if self.exported is None:
+      return None
+    if self.serving_default == SERVE_HEAD:
+      return self.exported | {self._default_head}
+    return self.exported
+
   def merged(self, outputs_by_head):
     """The merged export outputs from each head's, keyed by head name.
 

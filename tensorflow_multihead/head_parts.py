@@ -290,7 +290,7 @@ class FusedPart:
     self.group = group
     self.names = group.names
     self._prefix = f'{position}:fused:'
-    # The heads whose own signatures an export holds (None: all of them).
+    # The heads an export serves by a signature of their own (None: all).
     self.exported = group.names if exported is None else exported
 
   def spec(self, features, mode, logits, labels):
@@ -402,8 +402,8 @@ def parts_for(heads, plan, fused_groups, logits=None, labels=None,
   A planned group is fused if every head's `logits` (and `labels`, when
   given) can be stacked, else each of its heads is computed on its own.
   `fused_groups` maps a plan's group (tuple of positions) to its
-  `fused_heads.FusedGroup`; `exported` names the heads whose own signatures
-  an export holds (None: every head).
+  `fused_heads.FusedGroup`; `exported` names the heads an export serves by
+  a signature of their own, `serving_default` included (None: every head).
   """
   parts = []
   for positions in plan:

@@ -163,7 +163,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
   def _parts(self, logits=None, labels=None):
     """The parts computing this call; see `head_parts.parts_for`."""
     return head_parts.parts_for(self.heads, self._plan, self._fused_groups,
-                                logits, labels, self._exports.exported)
+                                logits, labels, self._exports.served_apart)
 
   def _losses_in_order(self, losses_by_head):
     """The heads' losses as a list, in the heads' order."""

@@ -8,10 +8,11 @@ Graph-level checks of what `MultiHead`'s PREDICT spec hands an export
   own, with the reference's values; `[]` the first two alone;
 * `serving_default='all'` serves the merged predictions of every head;
 * bad values are refused naming what is wrong;
-* a fused group's exported head depends on the same few narrow ops with 8
-  heads as with 64 (what keeps TF 2's loader linear in the number of
-  signatures, see `narrow_outputs`), and a group exporting no head's own
-  signatures keeps the few wide ops.
+* a fused group's exported head (and the default head behind
+  `serving_default`) depends on the same few narrow ops with 8 heads as
+  with 64 (what keeps TF 2's loader linear in the number of signatures, see
+  `narrow_outputs`), and a group serving no head by a signature of its own
+  keeps the few wide ops.
 """
 import functools
 import re
@@ -195,15 +196,36 @@ def test_a_heads_signature_needs_few_ops_besides_the_model():
   assert len(ours) <= 12, sorted(op.name for op in ours)
 
 
-def test_groups_exporting_no_heads_signatures_build_no_per_head_cuts():
-  graphs = {export_heads: _binary_head_export(64, export_heads=export_heads)[0]
+def _cut_heads(graph):
+  """The heads cut from a group by gathers of their own, by index."""
+  return sorted({op.inputs[1].op.name.split('/')[-1]
+                 for op in graph.get_operations()
+                 if op.type == 'GatherV2' and 'head_cuts' in op.inputs[1].name})
+
+
+def test_groups_serving_no_head_apart_build_no_per_head_cuts():
+  graphs = {export_heads: _binary_head_export(
+      64, export_heads=export_heads, serving_default='all')[0]
             for export_heads in (None, ())}
   counts = {key: len(graph.get_operations())
             for key, graph in graphs.items()}
   # Every head exported: a gather per head and prediction, and class rows.
   assert counts[None] > counts[()] + 64 * 8
-  assert not any(op.type == 'GatherV2' and 'head_cuts' in op.inputs[1].name
-                 for op in graphs[()].get_operations())
+  assert _cut_heads(graphs[()]) == []
+
+
+def test_empty_export_heads_cut_the_served_default_head_alone():
+  graph, _, _ = _binary_head_export(64, export_heads=[], default_head='h5')
+  assert _cut_heads(graph) == ['head_5']
+
+
+def test_served_default_head_needs_as_many_ops_with_64_heads_as_with_8():
+  ops = {}
+  for count in (8, 64):
+    _, examples, outputs = _binary_head_export(count, export_heads=[])
+    ops[count] = _ops_behind(outputs['serving_default'], examples)
+  assert len(ops[64]) == len(ops[8])
+  assert max(len(op.outputs) for op in ops[64]) == 1
 
 
 def test_the_merged_predict_signature_holds_every_head():
