@@ -1,7 +1,8 @@
 """Exports of many heads: export time, size, signatures, loading, serving.
 
 For each number of `BinaryClassHead`s (8 to 1,024), one checkpoint of one
-dense layer (3 features -> one logit a head) is exported with
+dense layer (3 features -> one logit a head; `--hidden-layers` puts layers
+of 16 ReLU units before it) is exported with
 `Estimator.export_saved_model` and a `tf.train.Example` parsing receiver,
 as a user would, by three sides:
 
@@ -20,6 +21,9 @@ again at more heads; the table says where it stopped. Columns:
 * `export s`: `export_saved_model` (graph, restore, signatures, writing);
 * `MiB`: the SavedModel on disk (`saved_model.pb` and variables);
 * `signatures`: how many the SavedModel holds;
+* `ops a signature`: the graph nodes behind `serving_default` (the first
+  head's classification signature), which TF 2's loader copies for it, as
+  for each head's own signature;
 * `TF2 load s`, `TF2 peak GiB`: `tf.saved_model.load`, and the child's peak
   resident memory (TensorFlow itself included, about 0.45 GiB);
 * `predict ms`: the median of 20 calls of the loaded `predict` signature
@@ -32,6 +36,7 @@ again at more heads; the table says where it stopped. Columns:
 
     python -m benchmarks.exports                    # 8 to 1,024, every side
     python -m benchmarks.exports --heads=8,64 --sides=ours,ours_reduced
+    python -m benchmarks.exports --heads=128 --sides=ours --hidden-layers=8
     python -m benchmarks.exports --markdown=table.md --json=rows.json \\
         --plot=docs/images
     python -m benchmarks.exports --from-json=docs/images/exports.json \\
@@ -67,6 +72,7 @@ DEFAULT_HEADS = '8,16,32,64,128,256,512,1024'
 FEATURES = 3
 FEATURE_SPEC = {'x': tf.io.FixedLenFeature([FEATURES], tf.float32)}
 LOGITS_LAYER = 'logits'
+HIDDEN_UNITS = 16
 PREDICT_CALLS = 20
 WARM_UP_CALLS = 3
 # How close the loaded model must come to `Estimator.predict`.
@@ -82,6 +88,7 @@ TARGET_HEADS = 1024
 MEASURES = (('export_seconds', 'export s', '.1f'),
             ('mib', 'MiB', '.2f'),
             ('signatures', 'signatures', ','),
+            ('signature_ops', 'ops a signature', ','),
             ('tf2_seconds', 'TF2 load s', '.1f'),
             ('tf2_peak_gib', 'TF2 peak GiB', '.2f'),
             ('tf2_predict_ms', 'predict ms', '.1f'),
@@ -107,11 +114,20 @@ def make_multi_head(side, heads):
   return tensorflow_multihead.MultiHead(binary_heads, **options)
 
 
-def _model_fn(side, heads):
+def _body(inputs, hidden, initializer=None):
+  """`hidden` ReLU layers of `HIDDEN_UNITS` (the model's own ops)."""
+  for index in range(hidden):
+    inputs = tf.keras.layers.Dense(
+        HIDDEN_UNITS, activation='relu', name=f'hidden_{index}',
+        kernel_initializer=initializer or 'glorot_uniform')(inputs)
+  return inputs
+
+
+def _model_fn(side, heads, hidden=0):
   def model_fn(features, labels, mode):
     head = make_multi_head(side, heads)
     logits = tf.keras.layers.Dense(head.logits_dimension, name=LOGITS_LAYER)(
-        features['x'])
+        _body(features['x'], hidden))
     return head.create_estimator_spec(
         features=features, mode=mode, logits=logits, labels=labels,
         train_op_fn=lambda loss: tf.no_op())
@@ -129,8 +145,8 @@ def serialized(rows):
           .SerializeToString() for row in rows]
 
 
-def write_checkpoint(heads, model_dir, seed=0):
-  """A checkpoint of the dense layer (and global step) every side exports."""
+def write_checkpoint(heads, model_dir, seed=0, hidden=0):
+  """A checkpoint of the layers (and global step) every side exports."""
   if tf.train.latest_checkpoint(model_dir):
     return
   with tf.Graph().as_default():
@@ -139,28 +155,31 @@ def write_checkpoint(heads, model_dir, seed=0):
     tf.keras.layers.Dense(heads, name=LOGITS_LAYER,
                           kernel_initializer=initializer,
                           bias_initializer=initializer)(
-                              tf.zeros([1, FEATURES]))
+                              _body(tf.zeros([1, FEATURES]), hidden,
+                                    initializer))
     with tf.compat.v1.Session() as session:
       session.run(tf.compat.v1.global_variables_initializer())
       tf.compat.v1.train.Saver().save(
           session, os.path.join(model_dir, 'model.ckpt'), global_step=0)
 
 
-def _estimator(side, heads, model_dir):
+def _estimator(side, heads, model_dir, hidden=0):
   return tf.estimator.Estimator(
-      _model_fn(side, heads), model_dir=model_dir,
+      _model_fn(side, heads, hidden), model_dir=model_dir,
       config=tf.estimator.RunConfig(log_step_count_steps=None))
 
 
-def export(side, heads, work_dir, batch=16):
+def export(side, heads, work_dir, batch=16, hidden=0):
   """Exports the checkpoint of `heads` under `side`; returns measures.
+
+  `hidden`: the number of hidden layers before the logits layer.
 
   Also writes `Estimator.predict` on the served rows beside the export
   (`expected.npz`, keyed `<head>/<key>`), for the loads to check against.
   """
-  model_dir = os.path.join(work_dir, f'model_{heads}')
-  write_checkpoint(heads, model_dir)
-  estimator = _estimator(side, heads, model_dir)
+  model_dir = os.path.join(work_dir, f'model_{heads}_{hidden}')
+  write_checkpoint(heads, model_dir, hidden=hidden)
+  estimator = _estimator(side, heads, model_dir, hidden)
   receiver = tf.estimator.export.build_parsing_serving_input_receiver_fn(
       FEATURE_SPEC)
   base = os.path.join(work_dir, f'export_{side}_{heads}')
@@ -175,9 +194,11 @@ def export(side, heads, work_dir, batch=16):
   np.savez(os.path.join(path, os.pardir, 'expected.npz'),
            **{f'{head}/{key}': value
               for (head, key), value in predicted.items()})
+  meta_graph = _meta_graph(path)
   return {'export_seconds': seconds, 'path': path,
           'mib': _directory_bytes(path) / 2.**20,
-          'signatures': _signature_count(path)}
+          'signatures': len(meta_graph.signature_def),
+          'signature_ops': signature_ops(meta_graph, 'serving_default')}
 
 
 def _directory_bytes(path):
@@ -185,12 +206,33 @@ def _directory_bytes(path):
              for root, _, names in os.walk(path) for name in names)
 
 
-def _signature_count(path):
+def _meta_graph(path):
+  """The SavedModel's (only) `MetaGraphDef`, read from disk."""
   from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
   saved_model = saved_model_pb2.SavedModel()
   with open(os.path.join(path, 'saved_model.pb'), 'rb') as stream:
     saved_model.ParseFromString(stream.read())
-  return len(saved_model.meta_graphs[0].signature_def)
+  return saved_model.meta_graphs[0]
+
+
+def signature_ops(meta_graph, key):
+  """How many graph nodes the signature `key`'s outputs depend on.
+
+  What TF 2's loader copies into that signature's function: with
+  `serving_default` (the first head's classification signature on every
+  side), what each head's own signature costs it.
+  """
+  nodes = {node.name: node for node in meta_graph.graph_def.node}
+  pending = [info.name.split(':')[0]
+             for info in meta_graph.signature_def[key].outputs.values()]
+  seen = set()
+  while pending:
+    name = pending.pop()
+    if name not in seen:
+      seen.add(name)
+      pending.extend(source.lstrip('^').split(':')[0]
+                     for source in nodes[name].input)
+  return len(seen)
 
 
 def _peak_gib():
@@ -228,21 +270,24 @@ def _same(actual, expected):
   return bool((actual.astype(object) == expected.astype(object)).all())
 
 
-def _checked(outputs_by_signature, expected):
-  """Whether the loaded signatures' outputs equal `Estimator.predict`'s.
+def mismatches(outputs_by_signature, expected):
+  """What the loaded signatures give otherwise than `Estimator.predict`.
 
   `predict` is keyed `<head>/<key>` as `expected`; a classification
   `serving_default` gives the first head's probabilities as `scores`.
+  Returns a list of `<signature>:<key>` that differ, empty when all agree.
   """
   predict = outputs_by_signature['predict']
-  if sorted(predict) != sorted(expected):
-    return False
-  if not all(_same(predict[key], expected[key]) for key in expected):
-    return False
+  wrong = [f'predict:{key}' for key in sorted(set(predict) ^ set(expected))]
+  wrong += [f'predict:{key}' for key in sorted(expected)
+            if key in predict and not _same(predict[key], expected[key])]
   served = outputs_by_signature['serving_default']
-  if 'scores' in served:
-    return _same(served['scores'], expected['h0/probabilities'])
-  return all(_same(served[key], expected[key]) for key in expected)
+  pairs = ([('scores', 'h0/probabilities')] if 'scores' in served
+           else [(key, key) for key in sorted(expected)])
+  wrong += [f'serving_default:{key}' for key, expected_key in pairs
+            if key not in served or not _same(served[key],
+                                              expected[expected_key])]
+  return wrong
 
 
 def load_tf2(path, batch=16, peak=True):
@@ -262,7 +307,11 @@ def load_tf2(path, batch=16, peak=True):
                   for key, value in predict(examples=examples).items()},
       'serving_default': {key: value.numpy() for key, value in
                           serving_default(**{input_key: examples}).items()}}
-  result['checked'] = _checked(outputs, _expected(path))
+  wrong = mismatches(outputs, _expected(path))
+  result['checked'] = not wrong
+  if wrong:
+    result['mismatches'] = wrong[:5] + ([f'... {len(wrong)} in all']
+                                        if len(wrong) > 5 else [])
   return result
 
 
@@ -325,8 +374,8 @@ def in_child(step, arguments, cap_gib, timeout):
 def _run_child(spec):
   step, *arguments = json.loads(spec)
   if step == 'export':
-    side, heads, work_dir, batch = arguments
-    return export(side, int(heads), work_dir, int(batch))
+    side, heads, work_dir, batch, hidden = arguments
+    return export(side, int(heads), work_dir, int(batch), int(hidden))
   path, batch = arguments
   if step == 'tf2':
     return load_tf2(path, int(batch))
@@ -334,7 +383,7 @@ def _run_child(spec):
 
 
 def measure(side, heads, work_dir, batch, cap_gib, timeout, isolate=True,
-            skip=(), log=print):
+            skip=(), log=print, hidden=0):
   """Every step for one side and number of heads; returns the row's part.
 
   `skip` holds the steps not to run (a smaller size failed them). Failed
@@ -352,8 +401,8 @@ def measure(side, heads, work_dir, batch, cap_gib, timeout, isolate=True,
     return result
 
   values, failed = {}, {}
-  exported = step('export', [side, heads, work_dir, batch],
-                  lambda: export(side, heads, work_dir, batch))
+  exported = step('export', [side, heads, work_dir, batch, hidden],
+                  lambda: export(side, heads, work_dir, batch, hidden))
   if 'failed' in exported:
     failed = {name: exported['failed'] for name in ('export', 'tf2', 'tf1')}
   else:
@@ -375,8 +424,10 @@ def measure(side, heads, work_dir, batch, cap_gib, timeout, isolate=True,
 
 
 def run(heads_list, sides=SIDES, batch=16, cap_gib=10., timeout=900.,
-        work_dir=None, isolate=True, log=print):
+        work_dir=None, isolate=True, log=print, hidden=0):
   """Measures every side at every number of heads; returns the rows.
+
+  `hidden`: hidden layers before the logits layer (see `export`).
 
   With `isolate=False` (for tests) the steps run in this process and no
   peak memory is measured.
@@ -388,7 +439,7 @@ def run(heads_list, sides=SIDES, batch=16, cap_gib=10., timeout=900.,
     row = {'heads': heads}
     for side in sides:
       part = measure(side, heads, work_dir, batch, cap_gib, timeout, isolate,
-                     stopped[side], log)
+                     stopped[side], log, hidden)
       stopped[side].update(part.get(f'{side}_failed', {}))
       row.update(part)
     rows.append(row)
@@ -401,10 +452,10 @@ def run(heads_list, sides=SIDES, batch=16, cap_gib=10., timeout=900.,
 # One table row per side and number of heads, with ratios to the reference.
 COLUMNS = ((common.Column('heads', 'heads', ','), common.Column('side', 'side'))
            + tuple(common.Column(key, header, spec)
-                   for key, header, spec in MEASURES[:4])
+                   for key, header, spec in MEASURES[:5])
            + (common.Column('tf2_ratio', 'TF2 load / ref', '.3f'),)
            + tuple(common.Column(key, header, spec)
-                   for key, header, spec in MEASURES[4:]))
+                   for key, header, spec in MEASURES[5:]))
 
 
 def side_rows(rows, sides=SIDES):
@@ -438,10 +489,14 @@ class _Failed(str):
 
 
 def stops(rows, sides=SIDES):
-  """Lines saying where and why each side's steps stopped."""
+  """Lines saying where and why each side's steps stopped or differed."""
   lines, seen = [], set()
   for row in rows:
     for side in sides:
+      if row.get(f'{side}_mismatches'):
+        lines.append(f'{LABELS[side]} at {row["heads"]:,} heads: the loaded '
+                     'export differs from Estimator.predict in '
+                     f'{", ".join(row[f"{side}_mismatches"])}.')
       for step, reason in sorted(row.get(f'{side}_failed', {}).items()):
         if (side, step) not in seen and reason != 'stopped at fewer heads':
           seen.add((side, step))
@@ -499,6 +554,9 @@ def parse_args(argv):
                       '(default: all)')
   parser.add_argument('--batch', type=int, default=16,
                       help='examples per predict call')
+  parser.add_argument('--hidden-layers', type=int, default=0,
+                      help=f'layers of {HIDDEN_UNITS} ReLU units before the '
+                      'logits layer')
   parser.add_argument('--memory-cap-gib', type=float, default=10.,
                       help='address-space cap of each child process')
   parser.add_argument('--timeout', type=float, default=900.,
@@ -530,7 +588,8 @@ def main(argv=None):
     common.quiet_tensorflow()
     started = time.perf_counter()
     rows = run(common.parse_ints(args.heads), sides, args.batch,
-               args.memory_cap_gib, args.timeout, args.work_dir)
+               args.memory_cap_gib, args.timeout, args.work_dir,
+               hidden=args.hidden_layers)
     print(f'\ntotal {time.perf_counter() - started:.0f} s; '
           f'{common.machine_note()}')
   print()

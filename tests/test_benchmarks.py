@@ -6,6 +6,8 @@ checked to be there, never compared.
 """
 import json
 import math
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -323,11 +325,11 @@ def test_exports_check_compares_every_prediction_and_serving_default():
               'h0/classes': np.array([[b'1']], object)}
   served = {'predict': dict(expected),
             'serving_default': {'scores': np.array([[0.25, 0.75]])}}
-  assert exports._checked(served, expected)
+  assert exports.mismatches(served, expected) == []
   wrong = dict(served, serving_default={'scores': np.array([[0.5, 0.5]])})
-  assert not exports._checked(wrong, expected)
+  assert exports.mismatches(wrong, expected) == ['serving_default:scores']
   missing = dict(served, predict={'h0/classes': expected['h0/classes']})
-  assert not exports._checked(missing, expected)
+  assert exports.mismatches(missing, expected) == ['predict:h0/probabilities']
 
 
 def test_exports_table_has_a_row_per_side_and_names_failures(export_rows):
@@ -337,6 +339,14 @@ def test_exports_table_has_a_row_per_side_and_names_failures(export_rows):
   assert exports.stops(rows) == [
       'tf.estimator.MultiHead: tf2 stopped at 2 heads (over 9 s); not run '
       'at more heads.']
+
+
+def test_exports_say_what_a_loaded_export_got_wrong(export_rows):
+  rows = [dict(export_rows[0], ours_checked=False,
+               ours_mismatches=['predict:h1/logits', 'serving_default:scores'])]
+  assert exports.stops(rows) == [
+      'ours, every signature at 2 heads: the loaded export differs from '
+      'Estimator.predict in predict:h1/logits, serving_default:scores.']
 
 
 @pytest.fixture(scope='module')
@@ -357,6 +367,60 @@ def test_exports_child_over_its_memory_cap_is_reported_as_such(
   loaded = exports.in_child('tf1', [reduced_export['path'], 3], cap_gib=0.3,
                             timeout=300.)
   assert loaded == {'failed': 'out of memory (0.3 GiB cap)'}
+
+
+def test_exports_count_the_ops_behind_a_heads_signature(export_rows):
+  (row,) = export_rows
+  # The receiver (7 nodes), the dense layer (6) and our cuts of the first
+  # head: the same whether the other heads' signatures are exported or not.
+  assert row['ours_signature_ops'] == row['ours_reduced_signature_ops'] == 25
+
+
+def test_exports_hidden_layers_add_their_ops_to_a_signature(reduced_export,
+                                                            tmp_path):
+  deeper = exports.export('ours_reduced', 2, str(tmp_path), batch=3,
+                          hidden=2)
+  # Each layer: two variables, their reads, MatMul, BiasAdd and Relu.
+  assert deeper['signature_ops'] == reduced_export['signature_ops'] + 2 * 7
+  assert exports.load_tf2(deeper['path'], batch=3, peak=False)['checked']
+
+
+def _with_expected(export, directory, change):
+  """A copy of `export` whose `expected.npz` is `change`d (a dict edit)."""
+  base = os.path.dirname(export['path'])
+  copy = shutil.copytree(base, os.path.join(directory, 'copy'))
+  stored = os.path.join(copy, 'expected.npz')
+  with np.load(stored, allow_pickle=True) as loaded:
+    expected = dict(loaded)
+  change(expected)
+  np.savez(stored, **expected)
+  return os.path.join(copy, os.path.basename(export['path']))
+
+
+def test_exports_tf2_load_names_the_outputs_that_differ(reduced_export,
+                                                        tmp_path):
+  def shift_logits(expected):
+    expected['h1/logits'] = expected['h1/logits'] + 1.
+  loaded = exports.load_tf2(
+      _with_expected(reduced_export, str(tmp_path), shift_logits), batch=3,
+      peak=False)
+  assert loaded['checked'] is False
+  assert loaded['mismatches'] == ['predict:h1/logits']
+
+
+def test_exports_tf2_load_lists_five_mismatches_and_counts_them_all(
+    reduced_export, tmp_path):
+  def shift_every_float(expected):
+    for key, value in expected.items():
+      if value.dtype.kind == 'f':
+        expected[key] = value + 1.
+  loaded = exports.load_tf2(
+      _with_expected(reduced_export, str(tmp_path), shift_every_float),
+      batch=3, peak=False)
+  # Per head logits, logistic, probabilities; and serving_default's scores.
+  assert loaded['mismatches'] == [
+      'predict:h0/logistic', 'predict:h0/logits', 'predict:h0/probabilities',
+      'predict:h1/logistic', 'predict:h1/logits', '... 7 in all']
 
 
 def test_exports_figure_is_drawn_from_rows(tmp_path, export_rows):
