@@ -31,6 +31,9 @@ setuptools.setup(
             'pytest>=7',
             'pytest-xdist>=3',
             'hypothesis>=6',
+            # tests/test_aggregation_quadratic.py checks the aggregators
+            # against SciPy's NNLS and optimizers.
+            'scipy>=1.9',
             'tensorflow-serving-api>=2.13,<2.16',
         ],
         'demo': [

@@ -13,15 +13,20 @@ learns both with a `MultiHead`, in two ways:
 The data is generated (a click and a conversion model with known formulas),
 so nothing is downloaded. From the repository root:
 
-  python -m examples.missing_labels             # under a minute
+  python -m examples.missing_labels             # under a minute, seed 0
+  python -m examples.missing_labels --seeds 5   # mean +- sd, seeds 0-4
   python -m examples.missing_labels --steps 2000
 
 It trains both models, then prints each head's held-out metrics: as each
 model reports them, and both models' conversion metrics on the clicked rows
-alone, read with a `MaskedHead` from the same checkpoints.
+alone, read with a `MaskedHead` from the same checkpoints. A seed fixes the
+data, the initial weights and the order of the batches, so one machine
+prints the same table for it every run; with `--seeds N` each cell is the
+mean +- the (sample) standard deviation over seeds 0 to N-1.
 """
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 
@@ -83,8 +88,15 @@ def make_head(way):
 def model_fn(features, labels, mode, params):
   """One hidden layer shared by both heads; Adagrad on the summed loss."""
   head = make_head(params['way'])
-  hidden = tf.keras.layers.Dense(16, tf.nn.relu)(features['x'])
-  logits = tf.keras.layers.Dense(head.logits_dimension)(hidden)
+  # Initializers seeded here: unseeded, Keras draws differently every run.
+  seed = params['seed']
+  hidden = tf.keras.layers.Dense(
+      16, tf.nn.relu, kernel_initializer=tf.keras.initializers.GlorotUniform(
+          seed=seed))(features['x'])
+  logits = tf.keras.layers.Dense(
+      head.logits_dimension,
+      kernel_initializer=tf.keras.initializers.GlorotUniform(
+          seed=seed + 1))(hidden)
   optimizer = tf.keras.optimizers.legacy.Adagrad(params['learning_rate'])
   optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
   return head.create_estimator_spec(
@@ -93,17 +105,18 @@ def model_fn(features, labels, mode, params):
       trainable_variables=tf.compat.v1.trainable_variables())
 
 
-def _input_fn(data, batch_size, train=False):
+def _input_fn(data, batch_size, shuffle_seed=None):
+  """Batches of `data`; shuffled and repeated with a `shuffle_seed`."""
   dataset = tf.data.Dataset.from_tensor_slices(data)
-  if train:
-    dataset = dataset.shuffle(1000, seed=0).repeat()
+  if shuffle_seed is not None:
+    dataset = dataset.shuffle(1000, seed=shuffle_seed).repeat()
   return dataset.batch(batch_size)
 
 
 def _estimator(way, model_dir, learning_rate, seed):
   return tf.estimator.Estimator(
       model_fn=model_fn, model_dir=os.path.join(model_dir, way),
-      params={'way': way, 'learning_rate': learning_rate},
+      params={'way': way, 'learning_rate': learning_rate, 'seed': seed},
       config=tf.estimator.RunConfig(tf_random_seed=seed))
 
 
@@ -117,29 +130,64 @@ def run(steps, model_dir, batch_size=64, learning_rate=0.1, seed=0,
     read through the `MaskedHead`, whose conversion metrics cover the
     clicked rows alone.
   """
-  features, labels = make_data(train_rows, seed)
-  test_features, test_labels = make_data(test_rows, seed + 1)
+  # Seeds apart for the two splits, and for each seed's.
+  features, labels = make_data(train_rows, 2 * seed)
+  test_features, test_labels = make_data(test_rows, 2 * seed + 1)
   own_labels = {'naive': naive_labels, 'masked': lambda labels: labels}
   results = {}
   for way in WAYS:
     estimator = _estimator(way, model_dir, learning_rate, seed)
     estimator.train(lambda: _input_fn(  # pylint: disable=cell-var-from-loop
-        (features, own_labels[way](labels)), batch_size, train=True),
+        (features, own_labels[way](labels)), batch_size, shuffle_seed=seed),
                     steps=steps)
     reported = estimator.evaluate(lambda: _input_fn(  # pylint: disable=cell-var-from-loop
         (test_features, own_labels[way](test_labels)), batch_size))
     # The heads own no variables: any head reads any checkpoint.
     reader = tf.estimator.Estimator(
         model_fn=model_fn, model_dir=estimator.model_dir,
-        params={'way': 'masked', 'learning_rate': learning_rate})
+        params={'way': 'masked', 'learning_rate': learning_rate,
+                'seed': seed})
     clicked = reader.evaluate(
         lambda: _input_fn((test_features, test_labels), batch_size))
     results[way] = {'reported': reported, 'clicked': clicked}
   return results
 
 
+def run_seeds(seeds, steps, model_dir, batch_size=64, learning_rate=0.1):
+  """`run` for each of `seeds` (in `model_dir/seed_<s>`); `{seed: results}`."""
+  return {seed: run(steps, os.path.join(model_dir, f'seed_{seed}'),
+                    batch_size, learning_rate, seed) for seed in seeds}
+
+
+def summarize(by_seed):
+  """`{seed: results}` -> the results' shape, each value `'mean ± sd'`.
+
+  >>> summarize({0: {'naive': {'reported': {'auc/click': 0.8}}},
+  ...            1: {'naive': {'reported': {'auc/click': 0.9}}}})
+  {'naive': {'reported': {'auc/click': '0.8500 ± 0.0707'}}}
+  """
+  first = next(iter(by_seed.values()))
+  return {way: {source: {key: _mean_sd(
+      [results[way][source][key] for results in by_seed.values()])
+                         for key in metrics}
+                for source, metrics in sources.items()}
+          for way, sources in first.items()}
+
+
+def _mean_sd(values):
+  values = [float(value) for value in values]  # NumPy's, as plain floats.
+  return f'{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}'
+
+
+def _cell(value):
+  return f'{value:>28}' if isinstance(value, str) else f'{value:28.4f}'
+
+
 def report(results):
-  """The results as a table: one row per head and metric, one column a way."""
+  """The results as a table: one row per head and metric, one column a way.
+
+  A value is a number, or text such as `summarize`'s `'mean ± sd'`.
+  """
   lines = [f'{"":36}' + ''.join(f'{COLUMN_TITLES[way]:>28}' for way in WAYS)]
 
   def section(title, source, head, metrics):
@@ -147,7 +195,7 @@ def report(results):
     for metric in metrics:
       key = f'{metric}/{head}'
       lines.append(f'  {key:34}' + ''.join(
-          f'{results[way][source][key]:28.4f}' for way in WAYS))
+          _cell(results[way][source][key]) for way in WAYS))
 
   section('click, all rows:', 'reported', 'click', CLICK_METRICS)
   section('conversion, as each model reports it:', 'reported', 'conversion',
@@ -164,15 +212,28 @@ def main(argv):
   parser.add_argument('--steps', type=int, default=1000)
   parser.add_argument('--batch_size', type=int, default=64)
   parser.add_argument('--learning_rate', type=float, default=0.1)
-  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--seed', type=int, default=0,
+                      help='The seed of the data, initial weights and batch '
+                      'order (without --seeds).')
+  parser.add_argument('--seeds', type=int, default=None,
+                      help='Train with seeds 0 to SEEDS-1 and print the mean '
+                      '+- sd of each figure (at least 2).')
   parser.add_argument('--model_dir', default=None,
                       help='Checkpoint directory; a temporary one if unset.')
   args = parser.parse_args(argv)
+  if args.seeds is not None and args.seeds < 2:
+    parser.error('--seeds must be at least 2, for a standard deviation')
   tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
   with tempfile.TemporaryDirectory() as scratch:
-    results = run(args.steps, args.model_dir or scratch, args.batch_size,
-                  args.learning_rate, args.seed)
-  print(report(results))
+    model_dir = args.model_dir or scratch
+    if args.seeds is None:
+      results = run(args.steps, model_dir, args.batch_size,
+                    args.learning_rate, args.seed)
+      print(report(results))
+    else:
+      results = run_seeds(range(args.seeds), args.steps, model_dir,
+                          args.batch_size, args.learning_rate)
+      print(report(summarize(results)))
   return results
 
 

@@ -3,7 +3,9 @@
 `MultiHead` merges several `Head` objects into one: a weighted sum of their
 losses, their metrics and predictions keyed by head name, and every head's
 serving signatures in one SavedModel. `MaskedHead` wraps a head so that
-rows without its label count in neither its loss nor its metrics.
+rows without its label count in neither its loss nor its metrics;
+`ConditionalHead` makes a binary head a funnel step (conversion given
+click), trained on every row through the joint probability.
 
 Every module of the package is an attribute of it, imported on first use:
 
@@ -21,11 +23,13 @@ from tensorflow_multihead.base_head import DEFAULT_SERVING_KEY
 from tensorflow_multihead.base_head import Head
 from tensorflow_multihead.base_head import PREDICT_SERVING_KEY
 from tensorflow_multihead.base_head import REGRESS_SERVING_KEY
+from tensorflow_multihead.conditional_head import ConditionalHead
 from tensorflow_multihead.masked_head import MaskedHead
 from tensorflow_multihead.multi_head import MultiHead
 
 __all__ = [
     'CLASSIFY_SERVING_KEY',
+    'ConditionalHead',
     'DEFAULT_SERVING_KEY',
     'Head',
     'MaskedHead',

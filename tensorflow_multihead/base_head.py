@@ -439,6 +439,22 @@ def get_weights_and_check_match_logits(features, weight_column, logits,
   >>> get_weights_and_check_match_logits(features, None, tf.zeros([2, 1]))
   1.0
   """
+  return get_weights_naming_head(features, weight_column, logits,
+                                 allow_per_logit_weights)
+
+
+def get_weights_naming_head(features, weight_column, logits,
+                            allow_per_logit_weights=False, head_name=None):
+  """`get_weights_and_check_match_logits`, naming `head_name` when run.
+
+  For heads computed together (fused), whose ops lie in no head's name
+  scope: the run-time assertion's message then starts ``Head `<name>`: ``
+  (backticks, since an assertion prints quotes escaped).
+
+  >>> get_weights_naming_head({'w': tf.constant([[2.]])}, 'w',
+  ...                         tf.zeros([1, 1]), head_name='click').numpy()
+  array([[2.]], dtype=float32)
+  """
   if allow_per_logit_weights:
     message = ('weights shape must be [D0, D1, ... DN], [D0, D1, ... DN, 1] '
                'or [D0, D1, ... DN, logits_dimension]')
@@ -446,6 +462,8 @@ def get_weights_and_check_match_logits(features, weight_column, logits,
     message = 'weights shape must be [D0, D1, ... DN] or [D0, D1, ... DN, 1]'
   if weight_column is None:
     return 1.
+  run_time_message = message if head_name is None else (
+      f'Head `{head_name}`: {message}')
   with tf.name_scope('weights'):
     weights = _weights_from(features, weight_column)
     squeezed = _squeezed_last_axis_of(weights, logits)
@@ -460,8 +478,8 @@ def get_weights_and_check_match_logits(features, weight_column, logits,
         error='{}, logits_shape: {}. weights_shape: {}.'.format(
             message, _shown(logits.shape), _shown(weights.shape)),
         assertion_data=lambda: [
-            message, 'logits_shape: ', tf.shape(logits), 'weights_shape: ',
-            tf.shape(weights)])
+            run_time_message, 'logits_shape: ', tf.shape(logits),
+            'weights_shape: ', tf.shape(weights)])
     return tf.expand_dims(weights, -1) if squeezed else weights
 
 
@@ -737,6 +755,8 @@ def check_label_range(labels, n_classes, message=None):
     The labels.
 
   Raises:
+    TypeError: If the labels are not numbers (e.g. class names, which a
+      head's label vocabulary turns into ids first).
     ValueError: In eager mode, if a label is out of range.
     tf.errors.InvalidArgumentError: In graph mode, if a label is out of
       range.
@@ -748,6 +768,13 @@ def check_label_range(labels, n_classes, message=None):
   ...
   ValueError: Labels must be <= 3 - 1
   """
+  labels = tf.convert_to_tensor(labels)
+  if not (labels.dtype.is_integer or labels.dtype.is_floating):
+    raise TypeError(
+        f'Labels must be numbers (class ids) to be checked against n_classes '
+        f'= {n_classes}; given labels of dtype {labels.dtype.name}. Labels '
+        'that name classes are turned into ids by the head\'s '
+        'label_vocabulary first.')
   highest = n_classes - 1
   # (holds for every label?, its graph-mode assertion, what the error says)
   bounds = (

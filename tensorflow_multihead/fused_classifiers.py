@@ -9,6 +9,7 @@ from tensorflow_estimator.python.estimator.canned import metric_keys
 from tensorflow_estimator.python.estimator.canned import prediction_keys
 
 from tensorflow_multihead import base_head
+from tensorflow_multihead import fused_checks
 from tensorflow_multihead import fused_heads
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import narrow_outputs
@@ -26,12 +27,19 @@ _INDICATOR_MESSAGE = (
 
 
 class _Lookup:
-  """One label vocabulary's tables, built once per graph and vocabulary."""
+  """One batch's vocabulary lookups, and the dense labels looked up.
+
+  A table is built once per vocabulary, whatever the number of heads that
+  share it; the dense labels looked up are checked together, once every
+  head's are known (`check`).
+  """
 
   def __init__(self):
     self._ids = {}
+    self._looked_up = []  # (head name, vocabulary, strings, their ids).
 
   def ids(self, vocabulary, labels):
+    """The ids of string `labels` in `vocabulary`, -1 where missing."""
     vocabulary = tuple(vocabulary)
     if vocabulary not in self._ids:
       self._ids[vocabulary] = tf.lookup.StaticHashTable(
@@ -40,6 +48,20 @@ class _Lookup:
                                                 dtype=tf.int64)),
           default_value=-1, name='class_id_lookup')
     return self._ids[vocabulary].lookup(labels)
+
+  def dense_ids(self, name, vocabulary, labels):
+    """`ids` of one head's dense labels, noted for `check`."""
+    ids = self.ids(vocabulary, labels)
+    fused_checks.refuse_known_misses(labels, ids, vocabulary)
+    self._looked_up.append((name, vocabulary, labels, ids))
+    return ids
+
+  def check(self):
+    """The run-time check that every dense label looked up was found."""
+    if not self._looked_up:
+      return None
+    names, vocabularies, strings, ids = zip(*self._looked_up)
+    return fused_checks.vocabularies(names, vocabularies, strings, ids)
 
 
 def _class_names(class_ids, vocabularies, n_classes):
@@ -123,6 +145,9 @@ class ClassifierGroup(fused_heads.FusedGroup):
 
   def _new_lookup(self):
     return _Lookup()
+
+  def _vocabulary_check(self, lookup):
+    return lookup.check()
 
   def _all_classes(self, pieces, scores, cut):
     """Each head's `all_classes`, shared by heads of one vocabulary.
@@ -208,7 +233,7 @@ class ClassifierGroup(fused_heads.FusedGroup):
     if vocabulary:
       if labels.dtype != tf.string:
         return None
-      return lookup.ids(vocabulary, labels)
+      return lookup.dense_ids(head.name, vocabulary, labels)
     if labels.dtype.is_integer or (
         not integer_only and (labels.dtype.is_floating or
                               labels.dtype == tf.bool)):
@@ -390,13 +415,44 @@ class MultiLabelGroup(ClassifierGroup):
         for class_id in head._classes_for_class_based_metrics]  # pylint: disable=protected-access
 
   def _head_labels(self, head, logits, labels, lookup):
-    if not isinstance(labels, tf.sparse.SparseTensor):
+    if isinstance(labels, tf.sparse.SparseTensor):
+      if (labels.shape.rank == logits.shape.rank and
+          (labels.dtype == tf.string or labels.dtype.is_integer)):
+        return self._sparse_indicator(head, labels, lookup)
+    else:
       labels = tf.convert_to_tensor(labels)
       if (_dense_shape_fits(labels, logits, self.n_classes) and
           (labels.dtype.is_integer or labels.dtype.is_floating)):
         return tf.cast(labels, tf.float32)
     return tf.cast(super()._head_labels(head, logits, labels, lookup),
                    tf.float32)
+
+  def _sparse_indicator(self, head, labels, lookup):
+    """Sparse class ids (names, with a vocabulary) as a float indicator.
+
+    As the head makes it, `[D0, ..., DN, n_classes]`, once the ids are
+    checked to be classes: by an assertion naming the head, or now if they
+    are known.
+    """
+    n_classes = self.n_classes
+    values = labels.values
+    if values.dtype == tf.string:  # label_dtypes refused it without one.
+      vocabulary = head._label_vocabulary  # pylint: disable=protected-access
+      ids = lookup.ids(vocabulary, values)
+      fused_checks.refuse_known_misses(values, ids, vocabulary, sparse=True)
+    else:
+      vocabulary, ids = None, values
+      if tf.get_static_value(ids) is not None:
+        base_head.check_label_range(
+            ids, n_classes,
+            message=fused_checks.sparse_range_message(n_classes))
+    check = fused_checks.sparse_values(head.name, values, ids, n_classes,
+                                       vocabulary)
+    with fused_checks.after([check]):
+      indicator = tf.sparse.to_indicator(
+          tf.sparse.SparseTensor(labels.indices, ids, labels.dense_shape),
+          n_classes)
+    return tf.cast(indicator, tf.float32)
 
   label_classes = 2
   label_range_message = _INDICATOR_MESSAGE

@@ -22,9 +22,11 @@ import tensorflow as tf
 from tensorflow_estimator.python.estimator.canned import metric_keys
 
 from tensorflow_multihead import base_head
+from tensorflow_multihead import fused_checks
 from tensorflow_multihead import fused_masks
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import head_group
+from tensorflow_multihead import label_dtypes
 from tensorflow_multihead import narrow_outputs
 
 _SUM_OVER_BATCH_SIZE = tf.losses.Reduction.SUM_OVER_BATCH_SIZE
@@ -81,23 +83,13 @@ def expand_flat(labels, logits):
 
 
 def dense_shape_fits(labels, logits, width):
-  """Whether dense labels statically fit `[D0, ..., DN, width]`."""
+  """Whether dense labels may fit `[D0, ..., DN, width]`, statically.
+
+  A last dimension unknown until run time may: the group checks it then.
+  """
   return (labels.shape.rank == logits.shape.rank and
-          labels.shape[-1] == width and
+          labels.shape[-1] in (width, None) and
           labels.shape[:-1].is_compatible_with(logits.shape[:-1]))
-
-
-def _check_leading_dims(stacked, logits, names):
-  """`stacked`, checked at run time to have the logits' leading dims."""
-  if stacked.shape[:-2].is_fully_defined() and (
-      stacked.shape[:-2] == logits.shape[:-2]):
-    return stacked
-  message = (f'labels of heads {list(names)} must have the leading '
-             'dimensions [D0, ..., DN] of their logits')
-  check = tf.debugging.assert_equal(tf.shape(stacked)[:-2],
-                                    tf.shape(logits)[:-2], message=message)
-  with tf.control_dependencies([check]):
-    return tf.identity(stacked)
 
 
 class FusedGroup:
@@ -127,36 +119,70 @@ class FusedGroup:
   def batch(self, features, logits, labels):
     """Stacks and processes the group's inputs; returns a `Batch`.
 
+    Every check of the inputs names the head at fault: those the static
+    shapes and values settle raise while building, inside the head's
+    `ErrorsNamingHead`; the others are assertions (`fused_checks`), which
+    every op that could fail on bad input waits for.
+
     Args:
       features: The features dict (weights are read from it).
       logits: Each head's logits, keyed by head name.
       labels: Each head's labels, keyed by head name.
     """
     pieces = self._pieces(logits)
-    stacked_logits = stack(pieces)
+    same_rows = fused_checks.same_rows(pieces, self.names)
+    with fused_checks.after([same_rows]):
+      stacked_logits = stack(pieces)
     lookup = self._new_lookup()
     head_labels, keeps = [], []
     for head, marks, piece in zip(self.heads, self.marks, pieces):
-      given, keep = labels[head.name], None
-      if marks is not None:
-        with head_group.ErrorsNamingHead(head.name):
-          given, keep = fused_masks.labelled(head, marks, given, piece,
-                                             features)
-      head_labels.append(self._named_head_labels(head, piece, given, lookup))
+      with head_group.ErrorsNamingHead(head.name):
+        processed, keep = self._one_heads_labels(
+            head, marks, piece, labels[head.name], features, lookup)
+      head_labels.append(processed)
       keeps.append(keep)
-    stacked_labels = self._checked_labels(
-        _check_leading_dims(stack(head_labels), stacked_logits, self.names))
-    weights = self._weights(features, pieces)
-    kept = None
-    if any(keep is not None for keep in keeps):
-      kept = fused_masks.KeptRows(keeps, pieces)
-      stacked_logits = kept.logits(stacked_logits)
-      weights = kept.weights(weights)
+    stacked_labels = self._stacked_labels(head_labels, pieces, lookup,
+                                          same_rows)
+    stacked_labels.set_shape(
+        stacked_logits.shape[:-1].concatenate([self.label_width]))
+    stacked_labels = self._checked_labels(stacked_labels, head_labels)
+    with fused_checks.after([same_rows]):  # Broadcasts between heads.
+      weights = self._weights(features, pieces)
+      kept = None
+      if any(keep is not None for keep in keeps):
+        kept = fused_masks.KeptRows(keeps, pieces)
+        stacked_logits = kept.logits(stacked_logits)
+        weights = kept.weights(weights)
     unweighted = self._unweighted_loss(stacked_logits, stacked_labels)
     return Batch(logits=stacked_logits, labels=stacked_labels,
                  unweighted_loss=unweighted, weights=weights,
                  losses=self._losses(unweighted, weights, kept),
                  loss_weights=None if kept is None else kept.loss_weights())
+
+  def _one_heads_labels(self, head, marks, logits, labels, features, lookup):
+    """`(processed labels, labelled rows)` of one head, checked.
+
+    The labelled rows are None for an unmasked head. Called inside the
+    head's `ErrorsNamingHead`.
+    """
+    label_dtypes.check(head, labels)
+    keep = None
+    if marks is not None:
+      labels, keep = fused_masks.labelled(head, marks, labels, logits,
+                                          features)
+    processed = self._head_labels(head, logits, labels, lookup)
+    fused_checks.refuse_known_bad_shape(processed, logits, self.label_width)
+    self._refuse_known_bad_labels(processed)
+    return processed, keep
+
+  def _stacked_labels(self, head_labels, pieces, lookup, same_rows):
+    """The heads' labels stacked, once every shape check passed."""
+    shaped = fused_checks.labels_shape(head_labels, pieces, self.label_width,
+                                       self.names)
+    with fused_checks.after([same_rows, shaped]):
+      in_vocabulary = self._vocabulary_check(lookup)
+    with fused_checks.after([same_rows, shaped, in_vocabulary]):
+      return stack(head_labels)
 
   def _pieces(self, logits):
     """Each head's logits, as float32, checked as the head checks them."""
@@ -171,24 +197,24 @@ class FusedGroup:
     """What looks labels up in vocabularies for one batch, if anything."""
     return None
 
-  def _named_head_labels(self, head, logits, labels, lookup):
-    with head_group.ErrorsNamingHead(head.name):
-      processed = self._head_labels(head, logits, labels, lookup)
-      self._refuse_known_bad_labels(processed)
-      return processed
+  def _vocabulary_check(self, lookup):
+    """The run-time check that looked-up labels were in their vocabulary."""
+    del lookup  # Only heads with a vocabulary look labels up.
+    return None
 
   def _refuse_known_bad_labels(self, labels):
     """Raises now, as the head alone would, for known labels out of range.
 
     The group checks its stacked labels once, as they run; labels known
-    while building (constants, eager tensors) are checked head by head as
-    well, so that the error names the head. In range, nothing is added.
+    while building (constants, eager tensors) are checked head by head
+    instead, so that the error names the head. In range, nothing is added.
     """
     value = tf.get_static_value(labels)
     if self.label_classes is None or value is None:
       return
-    if ((value < 0) | (value >= self.label_classes)).any():
-      self._checked_labels(labels)
+    if not ((value >= 0) & (value <= self.label_classes - 1)).all():  # NaN too.
+      base_head.check_label_range(labels, self.label_classes,
+                                  message=self.label_range_message)
 
   def _head_labels(self, head, logits, labels, lookup):
     """One head's processed labels `[D0, ..., DN, label_width]`."""
@@ -200,11 +226,15 @@ class FusedGroup:
   label_classes = None
   label_range_message = None
 
-  def _checked_labels(self, labels):
-    if self.label_classes is None:
-      return labels
-    return base_head.check_label_range(labels, self.label_classes,
-                                       message=self.label_range_message)
+  def _checked_labels(self, stacked, head_labels):
+    """The stacked labels, checked when run to be in range (if needed)."""
+    if (self.label_classes is None or tf.executing_eagerly() or all(
+        tf.get_static_value(labels) is not None for labels in head_labels)):
+      return stacked  # Nothing to check, or checked head by head already.
+    messages = (self.label_range_message or 'Labels must be >= 0',
+                self.label_range_message or 'Labels must be <= n_classes - 1')
+    return fused_checks.label_range(stacked, self.label_classes, self.names,
+                                    messages)
 
   def _weights(self, features, pieces):
     columns = self.weight_columns
@@ -214,12 +244,18 @@ class FusedGroup:
     for name, column, logits in zip(self.names, columns, pieces):
       if column is not None and column not in read:
         with head_group.ErrorsNamingHead(name):
-          read[column] = base_head.get_weights_and_check_match_logits(
+          read[column] = base_head.get_weights_naming_head(
               features, column, logits,
-              allow_per_logit_weights=self.per_logit_weights)
+              allow_per_logit_weights=self.per_logit_weights,
+              head_name=name)
     if len(set(columns)) == 1:
       return tf.expand_dims(read[columns[0]], -2)
-    wide = max(weights.shape[-1] for weights in read.values())
+    # Weights are [..., 1], or per logit where the heads allow it (their
+    # width then maybe known only when run).
+    wide = 1
+    if self.per_logit_weights and any(
+        weights.shape[-1] != 1 for weights in read.values()):
+      wide = self.heads[0].logits_dimension
     shape = tf.concat([tf.shape(pieces[0])[:-1], [wide]], axis=0)
     return stack([
         tf.broadcast_to(read[column] if column is not None else 1., shape)
@@ -265,11 +301,11 @@ class FusedGroup:
     with tf.name_scope('predictions'):
       positions = [index for index, name in enumerate(self.names)
                    if name in apart]
-      if not positions:
-        return self._predictions(pieces, stack(pieces),
-                                 narrow_outputs.UNSTACK)
-      stacked = narrow_outputs.stack_from_source(pieces)
-      cut = narrow_outputs.HeadCuts(self.size, positions)
+      cut = (narrow_outputs.HeadCuts(self.size, positions) if positions
+             else narrow_outputs.UNSTACK)
+      with fused_checks.after([fused_checks.same_rows(pieces, self.names)]):
+        stacked = (narrow_outputs.stack_from_source(pieces) if positions
+                   else stack(pieces))
       return self._predictions(cut.pieces(stacked, pieces), stacked, cut)
 
   def _predictions(self, pieces, stacked, cut):

@@ -34,15 +34,19 @@ class RegressionGroup(fused_heads.FusedGroup):
     if not isinstance(labels, tf.sparse.SparseTensor):
       labels = _expand_flat(tf.convert_to_tensor(labels), logits)
       if (_dense_shape_fits(labels, logits, self.label_width) and
-          (labels.dtype.is_integer or labels.dtype.is_floating)):
+          (labels.dtype.is_integer or labels.dtype.is_floating or
+           labels.dtype == tf.bool)):
         return tf.cast(labels, tf.float32)
     return super()._head_labels(head, logits, labels, lookup)
 
-  def _checked_labels(self, labels):
+  @property
+  def label_classes(self):
+    """Logistic regression labels are probabilities, in [0, 1]."""
     if self.kind is tf.estimator.LogisticRegressionHead:
-      return base_head.check_label_range(
-          labels, 2, message='Labels must be in range [0, 1]')
-    return labels
+      return 2
+    return None
+
+  label_range_message = 'Labels must be in range [0, 1]'
 
   def _unweighted_loss(self, logits, labels):
     if self.kind is tf.estimator.PoissonRegressionHead:

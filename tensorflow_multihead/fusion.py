@@ -33,6 +33,7 @@ with TensorFlow 2.15.
 """
 import collections
 
+import numpy as np
 import tensorflow as tf
 
 from tensorflow_multihead import fused_classifiers
@@ -141,3 +142,25 @@ def fusable_inputs(logits, labels=None):
     except (TypeError, ValueError):
       return False
   return _known_rank(labels, 1)
+
+
+def _rank(value):
+  if tf.is_tensor(value):
+    return value.shape.rank
+  return np.ndim(value)
+
+
+def fusable_group(logits, labels=None):
+  """Whether a group's heads' inputs can be stacked: see `fusable_inputs`.
+
+  Each head's must be, and their logits must have one rank.
+
+  Args:
+    logits: The heads' logits, in order.
+    labels: The heads' labels, in order, or None.
+  """
+  if labels is None:
+    labels = [None] * len(logits)
+  return (all(fusable_inputs(head_logits, head_labels)
+              for head_logits, head_labels in zip(logits, labels)) and
+          len({_rank(head_logits) for head_logits in logits}) == 1)

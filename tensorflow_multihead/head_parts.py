@@ -11,7 +11,9 @@ merges their answers without knowing which kind it has:
 * `losses`, `predictions`, `metrics` and `update_metrics` answer the `Head`
   API's calls one at a time.
 """
+import contextlib
 import inspect
+import re
 
 import tensorflow as tf
 from tensorflow_estimator.python.estimator.canned import metric_keys
@@ -24,6 +26,7 @@ from tensorflow_multihead import fused_heads
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import fusion
 from tensorflow_multihead import head_group
+from tensorflow_multihead import label_dtypes
 
 _LOSS_KEY = metric_keys.MetricKeys.LOSS
 
@@ -171,10 +174,34 @@ class PartSpec:
         **{key: all_tensors[key] for key in self.metric_tensors})
 
 
+# Head names that can name a name scope as they are (no '/', which would
+# open nested or absolute scopes).
+_SCOPE_NAME = re.compile(r'[A-Za-z0-9.][A-Za-z0-9_.-]*\Z')
+
+
+@contextlib.contextmanager
+def _calling(head):
+  """The context of a call into `head` that builds ops.
+
+  An error raised while building names the head (`ErrorsNamingHead`), and
+  in a graph the ops are built in the head's name scope, which names it in
+  the messages of run-time errors (assertions show their tensors' names).
+  """
+  with head_group.ErrorsNamingHead(head.name):
+    if tf.executing_eagerly() or not _SCOPE_NAME.match(head.name):
+      yield
+    else:
+      with tf.name_scope(head.name):
+        yield
+
+
 class HeadPart:
   """One head computed on its own, by its own methods.
 
-  An error the head raises, in any of them, names it.
+  An error the head raises, in any of them, names it: while building, in
+  its message; when the graph runs, by the name scope of the op that
+  failed. Labels of a dtype the head cannot take are refused before it is
+  called (`label_dtypes`).
   """
 
   def __init__(self, head, position):
@@ -187,7 +214,10 @@ class HeadPart:
     self._metric_keys = None
 
   def spec(self, features, mode, logits, labels):
+    # No name scope of ours: the heads open their own, named after them.
     with head_group.ErrorsNamingHead(self.head.name):
+      if mode != ModeKeys.PREDICT:  # PREDICT ignores labels, as the head.
+        label_dtypes.check(self.head, labels[self.head.name])
       return self._spec(features, mode, logits, labels)
 
   def _spec(self, features, mode, logits, labels):
@@ -229,7 +259,10 @@ class HeadPart:
                                 tensors.pop(_weight_key(key), None))
       tensors = {key[start:]: value for key, value in tensors.items()}
       if head_metric_fn is not None:
-        with head_group.ErrorsNamingHead(self.head.name):
+        # Called outside the merged spec's scopes (by `EstimatorSpec`, or
+        # on TPUEstimator's host): the head's scope names it in run-time
+        # errors' messages, as in its loss's.
+        with _calling(self.head):
           head_metrics = head_metric_fn(**tensors)
         head_group.merge_unique(metrics, head_metrics, self.head.name,
                                 'metric')
@@ -239,13 +272,14 @@ class HeadPart:
 
   def losses(self, features, logits, labels, mode):
     name = self.head.name
-    with head_group.ErrorsNamingHead(name):
+    with _calling(self.head):
+      label_dtypes.check(self.head, labels[name])
       return {name: self.head.loss(labels=labels[name], logits=logits[name],
                                    features=features, mode=mode)}
 
   def predictions(self, logits, selection):
     name = self.head.name
-    with head_group.ErrorsNamingHead(name):
+    with _calling(self.head):
       return {name: selection.of_head(self.head, logits[name])}
 
   def metrics(self):
@@ -261,7 +295,8 @@ class HeadPart:
     key = loss_key(name)
     if key not in eval_metrics:
       eval_metrics[key] = tf.keras.metrics.Mean(name=key)
-    with head_group.ErrorsNamingHead(name):
+    with _calling(head):
+      label_dtypes.check(head, labels[name])
       eval_metrics[key].update_state(
           values=head.loss(labels=labels[name], logits=logits[name],
                            features=features),
@@ -376,6 +411,12 @@ class FusedPart:
             f'which its fused group {list(self.names)} cannot stack; build '
             'the MultiHead with fuse_heads=False to compute every head on '
             'its own.')
+    if not fusion.fusable_group([logits[name] for name in self.names]):
+      raise ValueError(
+          f'The logits of the heads {list(self.names)}, computed together in '
+          'one fused group, have different ranks, so cannot be stacked; '
+          'build the MultiHead with fuse_heads=False to compute every head '
+          'on its own.')
 
 
 def _add_to_metric_collections(states):
@@ -408,11 +449,10 @@ def parts_for(heads, plan, fused_groups, logits=None, labels=None,
   parts = []
   for positions in plan:
     group = fused_groups.get(positions)
-    if group is not None and (logits is None or all(
-        fusion.fusable_inputs(
-            logits[heads[position].name],
-            None if labels is None else labels[heads[position].name])
-        for position in positions)):
+    names = [heads[position].name for position in positions]
+    if group is not None and (logits is None or fusion.fusable_group(
+        [logits[name] for name in names],
+        None if labels is None else [labels[name] for name in names])):
       parts.append(FusedPart(group, positions[0], exported))
     else:
       parts.extend(HeadPart(heads[position], position)

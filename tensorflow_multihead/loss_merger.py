@@ -132,7 +132,8 @@ def _check_loss_weighting(loss_weighting):
   if missing:
     raise TypeError(
         'loss_weighting must be None or a tensorflow_multihead.weighting '
-        'method (Uncertainty(), DynamicWeightAverage(...), GradNorm(...)); '
+        'method (Uncertainty(), DynamicWeightAverage(...), GradNorm(...), '
+        'RandomLossWeighting(...), FAMO(...)); '
         f'given {loss_weighting!r} of type {type(loss_weighting).__name__}, '
         f'which has no {missing}.')
 
@@ -189,7 +190,7 @@ def _check_trained(train_op, variables):
         '`optimizer.minimize(loss)`), or give the head optimizer= (the v2 '
         'canned estimators do). TF 1.x canned estimators minimize their own '
         'variables only: use a weighting that trains itself '
-        '(DynamicWeightAverage, GradNorm) there.')
+        '(DynamicWeightAverage, GradNorm, RandomLossWeighting, FAMO) there.')
 
 
 class _Learned:

@@ -25,9 +25,10 @@ from tensorflow_estimator.python.estimator import model_fn
 from tensorflow_estimator.python.estimator.canned import metric_keys
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
+from tensorflow_multihead import aggregated_training
 from tensorflow_multihead import base_head
 from tensorflow_multihead import export_outputs
-from tensorflow_multihead import fusion
+from tensorflow_multihead import funnel
 from tensorflow_multihead import head_group
 from tensorflow_multihead import head_parts
 from tensorflow_multihead import loss_merger
@@ -91,7 +92,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
 
   Args:
     heads: List or tuple of `Head` instances (this package's or
-      `tf.estimator`'s), each with a unique, non-empty `name`.
+      `tf.estimator`'s), each with a unique, non-empty `name`. A
+      `ConditionalHead` is computed jointly with its given head, and
+      reported also as `<name>_given_<given>` (see `conditional_head`).
     head_weights: Optional numbers, one per head, weighting each head's loss
       in the sum. If `None`, every loss counts once.
     default_head: Optional name of the head served as `serving_default`.
@@ -99,46 +102,51 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     fuse_heads: Whether heads of one type and configuration (see
       `tensorflow_multihead.fusion`) are computed together, by batched ops:
       the same values, a graph a fraction of the size. `False` computes
-      every head on its own, as does a `loss_weighting` that differentiates
-      each head's loss apart (`weighting.GradNorm`).
+      every head on its own.
     loss_weighting: Optional `weighting` method learning the loss weights;
       `head_weights` then multiply the losses before it, as fixed priors.
+    gradient_aggregation: Optional `aggregation` method: the shared
+      variables (or representation) it names train on its aggregate of the
+      heads' weighted gradients (see `aggregated_training`).
     name: Optional name of the merged head, also the name scope of its ops
       and state; see `head_group.default_scope` for the default.
-    export_heads: Optional list of the heads whose own signatures the export
-      holds (`[]`: only `serving_default` and `predict`); `None`: all.
+    export_heads: Optional list of the signatures' heads the export holds:
+      head names, or a `ConditionalHead`'s view (`conversion_given_click`);
+      `[]`: only `serving_default` and `predict`; `None`: all.
     serving_default: `'head'` serves `default_head`, `'all'` every head's
       predictions, keyed as in `predict` (`export_outputs.ExportChoice`).
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
       `head_weights` of another length than `heads`; an unknown
-      `default_head` or head in `export_heads`; a bad `serving_default` or
-      `name`.
+      `default_head` or name in `export_heads`; a bad `serving_default` or
+      `name`; a `ConditionalHead` given no head, or in a loop; a
+      `gradient_aggregation` with neither or both of `shared_variables` and
+      `shared_representation`.
     TypeError: A head that is not a `Head` (such as a TF 1.x head, which
       `tensorflow_multihead.contrib.multi_head` merges); a weight that is
-      not a number; a `loss_weighting` that is not a `weighting` method.
+      not a number; a `loss_weighting` that is not a `weighting` method; a
+      `ConditionalHead` given a head that is not binary; a
+      `gradient_aggregation` that is not an `aggregation.Aggregator`.
   """
 
   def __init__(self, heads, head_weights=None, default_head=None,
-               fuse_heads=True, loss_weighting=None, name=None,
-               export_heads=None, serving_default=export_outputs.SERVE_HEAD):
+               fuse_heads=True, loss_weighting=None,
+               gradient_aggregation=None, name=None, export_heads=None,
+               serving_default=export_outputs.SERVE_HEAD):
     self._group = head_group.HeadGroup(heads, head_weights, default_head,
                                        name=name)
-    self._exports = export_outputs.ExportChoice(
-        self._group.names, self._group.default_head, export_heads,
-        serving_default, given_default_head=default_head)
     self._merger = loss_merger.LossMerger(self._group, loss_weighting)
+    self._aggregation = aggregated_training.for_heads(gradient_aggregation,
+                                                      self._group)
     self._regularization_metric_key = self._summary_key(_REGULARIZATION_KEY)
-    self._fuse_heads = bool(fuse_heads) and not getattr(
-        loss_weighting, 'differentiates_each_head', False)
-    count = len(self._group.heads)
-    self._plan = (fusion.plan(self._group.heads) if self._fuse_heads
-                  else [(position,) for position in range(count)])
-    self._fused_groups = {
-        positions: fusion.build_group(
-            [self._group.heads[position] for position in positions])
-        for positions in self._plan if len(positions) > 1}
+    self._fuse_heads = bool(fuse_heads)
+    # The heads computed: each ConditionalHead stands for two.
+    self._funnel = funnel.Funnel(self._group.heads, self._fuse_heads)
+    # What the export serves: the views have signatures of their own too.
+    self._exports = export_outputs.ExportChoice(
+        self._funnel.layout(ModeKeys.PREDICT).names, self._group.default_head,
+        export_heads, serving_default, given_default_head=default_head)
     # The parts whose metric objects `metrics()` handed out, so that
     # `update_metrics()` updates those same objects and they accumulate.
     self._metric_parts = None
@@ -160,10 +168,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """Whether heads of one type and configuration are computed together."""
     return self._fuse_heads
 
-  def _parts(self, logits=None, labels=None):
+  def _parts(self, logits=None, labels=None, mode=None):
     """The parts computing this call; see `head_parts.parts_for`."""
-    return head_parts.parts_for(self.heads, self._plan, self._fused_groups,
-                                logits, labels, self._exports.served_apart)
+    return self._funnel.layout(mode).parts(logits, labels,
+                                           self._exports.served_apart)
 
   def _losses_in_order(self, losses_by_head):
     """The heads' losses as a list, in the heads' order."""
@@ -174,6 +182,13 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """The `weighting` method learning the loss weights, or `None`."""
     return self._merger.loss_weighting
 
+  @property
+  def gradient_aggregation(self):
+    """The `aggregation` method of the shared gradients, or `None`."""
+    if self._aggregation is None:
+      return None
+    return self._aggregation.aggregator
+
   # The Head interface, one call at a time.
 
   def loss(self, labels, logits, features=None, mode=None,
@@ -182,8 +197,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     logits = self._group.logits_by_head(logits)
     labels = self._group.labels_by_head(labels, mode or ModeKeys.TRAIN)
     features = {} if features is None else features  # Heads read weights.
+    logits, labels, features = self._funnel.inputs(ModeKeys.TRAIN, logits,
+                                                   labels, features)
     losses = {}
-    for part in self._parts(logits, labels):
+    for part in self._parts(logits, labels, ModeKeys.TRAIN):
       losses.update(part.losses(features, logits, labels, mode))
     return self._merger.merge(
         self._losses_in_order(losses),
@@ -202,13 +219,14 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       ValueError: A pair names an unknown head or a key its head lacks, or no
         head has a plain key.
     """
-    logits = self._group.logits_by_head(logits)
-    selection = head_parts.Selection(keys, self._group.names)
+    logits = self._funnel.logits(self._group.logits_by_head(logits))
+    names = self._funnel.layout().names
+    selection = head_parts.Selection(keys, names)
     by_head = {}
     for part in self._parts(logits):
       by_head.update(part.predictions(logits, selection))
     merged = self._group.merged_predictions(
-        {name: by_head[name] for name in self._group.names})
+        {name: by_head[name] for name in names})
     selection.check_found(merged)
     return merged
 
@@ -241,6 +259,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     logits = self._group.logits_by_head(logits)
     labels = self._group.labels_by_head(labels, ModeKeys.EVAL)
     features = {} if features is None else features
+    logits, labels, features = self._funnel.inputs(ModeKeys.EVAL, logits,
+                                                   labels, features)
     if regularization_losses is not None:
       key = self._regularization_metric_key
       if key not in eval_metrics:
@@ -316,15 +336,18 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       logits = self._group.logits_by_head(logits)
       labels = self._group.labels_by_head(labels, mode)
       features = {} if features is None else features
+      logits, labels, features = self._funnel.inputs(mode, logits, labels,
+                                                     features)
+      names = self._funnel.layout(mode).names
       specs = [part.spec(features, mode, logits, labels)
-               for part in self._parts(logits, labels)]
+               for part in self._parts(logits, labels, mode)]
       predictions = self._group.merged_predictions(
-          head_parts.by_head(specs, 'predictions', self._group.names))
+          head_parts.by_head(specs, 'predictions', names))
       if mode == ModeKeys.PREDICT:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions,
             export_outputs=self._exports.merged(
-                head_parts.by_head(specs, 'export_outputs', self._group.names)))
+                head_parts.by_head(specs, 'export_outputs', names)))
       regularization_loss = head_group.sum_or_none(regularization_losses)
       losses = head_parts.by_head(specs, 'losses', self._group.names)
       merged = self._merger.merge(self._losses_in_order(losses),
@@ -339,7 +362,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
           head_name=self.name, optimizer=optimizer,
           trainable_variables=merged.trainable_variables(trainable_variables),
           train_op_fn=train_op_fn, update_ops=update_ops,
-          regularized_training_loss=loss, loss_reduction=loss_reduction))
+          regularized_training_loss=aggregated_training.trained_loss(
+              self._aggregation, self.loss_weighting, loss,
+              self._losses_in_order(losses), logits, loss_reduction),
+          loss_reduction=loss_reduction))
       base_head.create_estimator_spec_summary(
           loss, None if regularization_loss is None else [regularization_loss])
       merged.add_summaries()

@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks import aggregation_cost
 from benchmarks import common
 from benchmarks import estimator_steps
 from benchmarks import exports
 from benchmarks import graph_build
 from benchmarks import plots
+from benchmarks import weighting_steps
 
 pytestmark = pytest.mark.xdist_group('benchmarks')
 
@@ -515,3 +517,147 @@ def test_plots_merge_the_eval_rows_of_several_runs(tmp_path):
   assert plots.merged_rows([str(first), str(second)]) == [
       {'heads': 32, 'mode': 'eval', 'reference_ops': 9, 'fused_ops': 3},
       {'heads': 1024, 'mode': 'eval', 'fused_ops': 5}]
+
+
+# weighting_steps.
+
+
+@pytest.fixture(scope='module')
+def weighting_rows():
+  return weighting_steps.run(
+      heads=4, steps=3, warm_up_steps=1, batch_size=8, feature_width=3,
+      hidden_units=4, log=_silent)
+
+
+def test_weighting_steps_trains_every_side_with_its_heads_fused(
+    weighting_rows):
+  assert [row['method'] for row in weighting_rows] == [
+      'plain', 'random', 'famo']
+  for row in weighting_rows:
+    assert row['steps'] == 3 and row['fused'] is True and row['heads'] == 4
+    assert {column.key for column in weighting_steps.COLUMNS} <= set(row)
+
+
+def test_weighting_steps_ratios_divide_by_the_plain_step(weighting_rows):
+  plain = weighting_rows[0]
+  assert plain['ratio'] == 1.
+  for row in weighting_rows[1:]:
+    assert math.isclose(row['ratio'], row['step_ms'] / plain['step_ms'])
+    # The learned weights add their state, update and summaries.
+    assert row['graph_ops'] > plain['graph_ops']
+
+
+def test_weighting_steps_needs_the_plain_side():
+  with pytest.raises(ValueError, match='methods must include plain'):
+    weighting_steps.run(heads=2, methods=('famo',), log=_silent)
+
+
+def test_weighting_steps_table_has_a_line_per_side(weighting_rows):
+  lines = weighting_steps.report(weighting_rows).splitlines()
+  assert lines[0].split()[:3] == ['method', 'heads', 'graph']
+  assert [line.split()[0] for line in lines[2:]] == ['plain', 'random', 'famo']
+
+
+def test_weighting_steps_main_prints_the_table_and_writes_json(
+    tmp_path, capsys, keep_tf_log_level):
+  del keep_tf_log_level
+  json_path = tmp_path / 'rows.json'
+  assert weighting_steps.main([
+      '--heads=2', '--steps=2', '--warm-up-steps=0', '--batch-size=4',
+      '--hidden-units=2', '--methods=plain,famo', f'--json={json_path}']) == 0
+  assert 'ratio to plain' in capsys.readouterr().out
+  rows = json.loads(json_path.read_text())['rows']
+  assert [(row['method'], row['steps']) for row in rows] == [
+      ('plain', 2), ('famo', 2)]
+
+
+# aggregation_cost.
+
+_TINY_MODEL = {'batch': 8, 'units': 4, 'features': 3}
+
+
+@pytest.fixture(scope='module')
+def aggregation_rows():
+  aggregators = aggregation_cost.aggregator_classes(['Mean'], log=_silent)
+  return aggregation_cost.run([2], aggregators, steps=1, repeats=1,
+                              log=_silent, **_TINY_MODEL)
+
+
+def test_aggregation_cost_has_a_row_per_side_with_every_column(
+    aggregation_rows):
+  assert [row['side'] for row in aggregation_rows] == [
+      'plain', 'gradnorm_per_head', 'gradnorm_fused', 'Mean_variables',
+      'Mean_representation', 'each_head']
+  keys = {column.key for column in aggregation_cost.COLUMNS}
+  for row in aggregation_rows:
+    assert set(row) == keys
+    assert row['step_ms'] > 0 and row['build_seconds'] > 0
+
+
+def test_aggregation_cost_ratios_divide_by_plain_and_each_head(
+    aggregation_rows):
+  by_side = {row['side']: row for row in aggregation_rows}
+  for row in aggregation_rows:
+    assert math.isclose(row['plain_step_ratio'],
+                        row['step_ms'] / by_side['plain']['step_ms'])
+    assert math.isclose(row['each_head_step_ratio'],
+                        row['step_ms'] / by_side['each_head']['step_ms'])
+
+
+def test_aggregation_cost_op_counts_order_the_sides(aggregation_rows):
+  ops = {row['side']: row['ops'] for row in aggregation_rows}
+  assert ops['plain'] < ops['Mean_representation'] < ops['Mean_variables']
+  assert ops['gradnorm_fused'] < ops['gradnorm_per_head']
+
+
+def test_aggregation_cost_vectorized_ops_do_not_grow_with_the_heads():
+  aggregators = {'Mean': aggregation_cost.aggregation.Mean}
+  ops = {}
+  for heads in (4, 8):
+    model = aggregation_cost.Model(heads=heads, **_TINY_MODEL)
+    for side in ('plain', 'Mean_variables', 'each_head'):
+      ops[heads, side] = aggregation_cost.build_train_graph(
+          side, model, aggregators)[2]
+  added = {heads: ops[heads, 'Mean_variables'] - ops[heads, 'plain']
+           for heads in (4, 8)}
+  assert added[4] == added[8]
+  assert ops[8, 'each_head'] - ops[4, 'each_head'] > 4 * 10
+
+
+def test_aggregators_not_importable_yet_are_measured_as_mean_with_a_note():
+  notes = []
+  classes = aggregation_cost.aggregator_classes(['NoSuchMethod', 'Mean'],
+                                                log=notes.append)
+  assert classes == {'Mean': aggregation_cost.aggregation.Mean}
+  assert notes == ['note: aggregation.NoSuchMethod is not importable yet; '
+                   'measuring Mean in its place.']
+
+
+def test_aggregation_cost_over_target_names_each_missed_target():
+  rows = [
+      {'heads': 32, 'side': 'UPGrad_representation', 'plain_step_ratio': 3.5,
+       'build_seconds': 1.},
+      {'heads': 32, 'side': 'UPGrad_variables', 'plain_step_ratio': 4.},
+      {'heads': 128, 'side': 'PCGrad_variables', 'build_seconds': 12.,
+       'each_head_step_ratio': 0.1},
+      {'heads': 128, 'side': 'plain', 'build_seconds': 20.},
+  ]
+  assert aggregation_cost.over_target(rows) == [
+      '32 heads, UPGrad_representation: plain_step_ratio 3.500 > 3.0',
+      '128 heads, PCGrad_variables: build_seconds 12.000 > 10.0']
+
+
+def test_aggregation_cost_main_writes_markdown_and_json(tmp_path, capsys,
+                                                        keep_tf_log_level):
+  del keep_tf_log_level
+  markdown, json_path = tmp_path / 'table.md', tmp_path / 'rows.json'
+  assert aggregation_cost.main([
+      '--heads=2', '--aggregators=Mean', '--sides=plain,Mean_representation',
+      '--batch=8', '--units=4', '--features=3', '--steps=1', '--repeats=1',
+      f'--markdown={markdown}', f'--json={json_path}']) == 0
+  assert 'x plain step' in capsys.readouterr().out
+  rows = json.loads(json_path.read_text())['rows']
+  assert [row['side'] for row in rows] == ['plain', 'Mean_representation']
+  text = markdown.read_text()
+  assert '4-unit two-layer ReLU trunk over 3 inputs, batch 8' in text
+  assert '| 2 | Mean_representation |' in text

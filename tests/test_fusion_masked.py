@@ -104,7 +104,7 @@ def _multi_head(group, fuse_heads):
 
 def _assert_fused(multi_head, logits=None, labels=None):
   """The four heads are one group, computed by one `FusedPart`."""
-  assert multi_head._plan == [(0, 1, 2, 3)]  # pylint: disable=protected-access
+  assert multi_head._funnel.layout().plan == [(0, 1, 2, 3)]  # pylint: disable=protected-access
   parts = multi_head._parts(logits, labels)  # pylint: disable=protected-access
   assert [type(part) for part in parts] == [head_parts.FusedPart]
   assert parts[0].names == tuple(MISSING)

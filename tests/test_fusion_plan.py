@@ -115,3 +115,16 @@ def test_inputs_of_unknown_rank_cannot_be_stacked():
     assert not fusion.fusable_inputs(tf.zeros([2, 1]), unknown)
     assert not fusion.fusable_inputs(
         tf.compat.v1.placeholder(tf.float32, [None, None]))
+
+
+def test_a_group_stacks_only_logits_of_one_rank():
+  assert fusion.fusable_group([tf.zeros([2, 1]), tf.zeros([2, 1])])
+  assert not fusion.fusable_group([tf.zeros([2, 1]), tf.zeros([2, 3, 1])])
+
+
+def test_heads_given_logits_of_different_ranks_are_computed_apart():
+  heads = [tf.estimator.BinaryClassHead(name='a'),
+           tf.estimator.BinaryClassHead(name='b')]
+  logits = {'a': tf.zeros([2, 1]), 'b': tf.zeros([2, 3, 1])}
+  parts = tmh.MultiHead(heads)._parts(logits)  # pylint: disable=protected-access
+  assert [part.names for part in parts] == [('a',), ('b',)]

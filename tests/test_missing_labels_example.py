@@ -5,9 +5,14 @@ printed table has a row per head and metric and a column per way, and the
 numbers say what the example teaches, whatever the model learned in so few
 steps: the naive model's own conversion metrics count unclicked rows as
 non-conversions, while `MaskedHead`'s cover the clicked rows alone.
+
+It is seeded (issue 13, item 5): a `--seeds 2` run repeats the first run's
+figures exactly for seed 0, and prints each figure's mean and standard
+deviation over the two seeds.
 """
 import contextlib
 import io
+import statistics
 
 import numpy as np
 import pytest
@@ -28,6 +33,16 @@ def printed_run(tmp_path_factory):
         ['--steps', str(STEPS),
          '--model_dir', str(tmp_path_factory.mktemp('missing_labels'))])
   return results, output.getvalue()
+
+
+@pytest.fixture(scope='module')
+def printed_seeds(tmp_path_factory):
+  output = io.StringIO()
+  with contextlib.redirect_stdout(output):
+    by_seed = missing_labels.main(
+        ['--steps', str(STEPS), '--seeds', '2',
+         '--model_dir', str(tmp_path_factory.mktemp('missing_seeds'))])
+  return by_seed, output.getvalue()
 
 
 def test_data_has_conversions_on_clicked_rows_only():
@@ -87,3 +102,26 @@ def test_held_out_rows_are_counted_once_each(printed_run):
   assert 0.2 < click_rate < 0.5
   # The click label's mean over 2000 rows is a multiple of 1/2000.
   assert abs(click_rate * TEST_ROWS - round(click_rate * TEST_ROWS)) < 1e-3
+
+
+def test_a_seed_gives_the_same_figures_in_every_run(printed_run,
+                                                     printed_seeds):
+  results, _ = printed_run
+  by_seed, _ = printed_seeds
+  assert by_seed[0] == results  # Bit for bit, in a later run.
+  assert by_seed[1] != results
+
+
+def test_seeds_table_holds_the_mean_and_sd_over_the_seeds(printed_seeds):
+  by_seed, printed = printed_seeds
+  rows = [line.split() for line in printed.splitlines()[1:]
+          if line.startswith('  ')]
+  assert len(rows) == 3 + 5 + 5
+  sources = ['reported'] * 8 + ['clicked'] * 5
+  for (key, *cells), source in zip(rows, sources):
+    for way, cell in zip(missing_labels.WAYS, zip(*[iter(cells)] * 3)):
+      mean, plus_minus, sd = cell
+      assert plus_minus == '±'
+      values = [by_seed[seed][way][source][key] for seed in (0, 1)]
+      assert float(mean) == pytest.approx(statistics.fmean(values), abs=6e-5)
+      assert float(sd) == pytest.approx(statistics.stdev(values), abs=6e-5)

@@ -46,6 +46,10 @@ DWA_TEMPERATURE = 1.5
 DWA_WINDOW = 3
 GRADNORM_ALPHA = 1.5
 GRADNORM_LEARNING_RATE = 0.2
+RLW_SEED = 42
+FAMO_LEARNING_RATE = 0.05
+FAMO_WEIGHT_DECAY = 0.01
+FAMO_MIN_LOSSES = [0.1, 0.]
 
 
 def make_method(name):
@@ -56,10 +60,15 @@ def make_method(name):
       'gradnorm': lambda: weighting.GradNorm(
           alpha=GRADNORM_ALPHA, shared_variables=['bias'],
           learning_rate=GRADNORM_LEARNING_RATE),
+      'random': lambda: weighting.RandomLossWeighting(seed=RLW_SEED),
+      'famo': lambda: weighting.FAMO(
+          learning_rate=FAMO_LEARNING_RATE, weight_decay=FAMO_WEIGHT_DECAY,
+          min_losses=FAMO_MIN_LOSSES),
   }[name]()
 
 
-METHODS = ('uncertainty', 'dynamic_weight_average', 'gradnorm')
+METHODS = ('uncertainty', 'dynamic_weight_average', 'gradnorm', 'random',
+           'famo')
 
 # A state set by hand per method, and the weights and merged loss the
 # formulas give for it.
@@ -70,7 +79,17 @@ STATES = {
         'window_means': [[2., 1.], [1., 1.5]], 'complete_windows': 2.},
     'gradnorm': {'weights': [1.4, 0.6], 'initial_losses': [3., 2.],
                  'has_initial_losses': 1.},
+    'random': {'weights': [0.3, 0.7]},
+    'famo': {'logits': [0.4, -0.2], 'adam_m': [0.01, -0.02],
+             'adam_v': [1e-4, 3e-4], 'adam_steps': 3.,
+             'previous_losses': [2.5, 1.5], 'has_previous_losses': 1.},
 }
+
+
+def rlw_draw(step, num_heads=2, seed=RLW_SEED):
+  """RLW's weights at `step`: the softmax, in NumPy, of TF's normals."""
+  return formulas.softmax(tf.random.stateless_normal(
+      [num_heads], seed=[seed, step]).numpy())
 
 
 def expected_weights(method_name, state):
@@ -80,6 +99,8 @@ def expected_weights(method_name, state):
 def expected_loss(method_name, state, regularization=REGULARIZATION):
   if method_name == 'uncertainty':
     merged = formulas.uncertainty_loss(LOSSES, state['log_variances'])
+  elif method_name == 'famo':
+    merged = formulas.famo_loss(LOSSES, state['logits'], FAMO_MIN_LOSSES)
   else:
     merged = np.sum(expected_weights(method_name, state) * LOSSES)
   return merged + regularization
@@ -154,7 +175,9 @@ def test_initial_state_merges_like_the_formula(method_name):
   initial = {'uncertainty': {'log_variances': [0., 0.]},
              'dynamic_weight_average': {'window_means': [[1., 1.], [1., 1.]],
                                         'complete_windows': 0.},
-             'gradnorm': {'weights': [1., 1.]}}[method_name]
+             'gradnorm': {'weights': [1., 1.]},
+             'random': {'weights': rlw_draw(step=0)},
+             'famo': {'logits': [0., 0.]}}[method_name]
   np.testing.assert_allclose(loss, expected_loss(method_name, initial),
                              rtol=1e-6)
   np.testing.assert_allclose([weights[name] for name in NAMES],
@@ -368,7 +391,7 @@ def _ancestors(op):
 
 
 @pytest.mark.parametrize('method_name', ['dynamic_weight_average',
-                                         'gradnorm'])
+                                         'gradnorm', 'random', 'famo'])
 def test_every_state_update_waits_for_every_read_of_the_state(method_name):
   # Else a write whose value does not depend on its variable's read (once
   # Grappler folds GradNorm's `ones_like(has_initial_losses)`) may run first.
@@ -567,11 +590,11 @@ def test_dynamic_weight_average_bad_numbers_raise(kwargs, error, message):
     weighting.DynamicWeightAverage(**kwargs)
 
 
-def test_gradnorm_computes_each_head_apart_other_methods_keep_fusion():
-  # GradNorm tells a head whose loss ignores the shared variables by the
-  # gradient being None, which a fused group's batched loss never gives.
+def test_every_method_keeps_fusion():
+  # GradNorm takes its heads' gradients from one vectorized Jacobian, and
+  # tells a head that ignores the shared variables by its logits.
   shared = ['dense/kernel']
-  assert not MultiHead(_heads(), loss_weighting=weighting.GradNorm(
+  assert MultiHead(_heads(), loss_weighting=weighting.GradNorm(
       shared_variables=shared)).fuse_heads
   assert MultiHead(_heads(), loss_weighting=weighting.Uncertainty()).fuse_heads
   assert MultiHead(

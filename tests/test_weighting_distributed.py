@@ -12,6 +12,7 @@ the single-device step on both batches.
 import numpy as np
 import pytest
 
+from tensorflow_multihead import weighting
 from tests import test_distributed as distributed
 from tests.support import cluster
 from tests.support import distributed_job as job
@@ -24,34 +25,42 @@ STEPS = 4
 BATCH = 8
 REPLICAS = 2
 METHODS = sorted(job.LOSS_WEIGHTINGS)
-# Six jobs at once on two cores: more time than the distributed tests' own.
+# Five jobs at once on two cores: more time than the distributed tests' own.
 TIMEOUT_SECS = 300
 STATE_NAMES = {
     'uncertainty': {'log_variances'},
     'dynamic_weight_average': {'window_sums', 'window_steps', 'window_means',
                                'complete_windows'},
     'gradnorm': {'weights', 'initial_losses', 'has_initial_losses'},
+    'random': {'weights'},
+    'famo': {'logits', 'adam_m', 'adam_v', 'adam_steps', 'previous_losses',
+             'has_previous_losses'},
 }
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-  """`{(method, 'mirrored' or 'single'): result}`, all jobs run at once."""
+  """`{(method, 'mirrored' or 'single'): result}`.
+
+  One layout's jobs at a time (one a method, at once): ten processes at
+  once on two cores left the mirrored ones stalled past their deadline.
+  """
   directory = tmp_path_factory.mktemp('weighting_runs')
   layouts = {
       'mirrored': ['--devices', str(REPLICAS), '--batch', str(BATCH)],
       'single': ['--batch', str(REPLICAS * BATCH)],
   }
-  with cluster.jobs(TIMEOUT_SECS) as (started, deadline):
-    for method in METHODS:
-      for layout, args in layouts.items():
+  results = {}
+  for layout, args in layouts.items():
+    with cluster.jobs(TIMEOUT_SECS) as (started, deadline):
+      for method in METHODS:
         name = f'{method}-{layout}'
         started.append(cluster.Job(
             name, directory,
             ['local', '--model-dir', str(directory / name), '--steps',
              str(STEPS), '--loss-weighting', method, '--skip-export'] + args))
-    results = {tuple(each.name.split('-')): each.result(deadline)
-               for each in started}
+      results.update({tuple(each.name.split('-')): each.result(deadline)
+                      for each in started})
   return results
 
 
@@ -79,6 +88,13 @@ def test_the_state_moved_from_its_initial_value(runs, method):
       'uncertainty': lambda: np.abs(state['log_variances']).min() > 1e-3,
       'dynamic_weight_average': lambda: state['complete_windows'] == STEPS,
       'gradnorm': lambda: np.abs(np.array(state['weights']) - 1.).min() > 1e-3,
+      # Drawn for global step STEPS: as the draw of step 0 it is not.
+      'random': lambda: not np.allclose(
+          state['weights'], weighting.RandomLossWeighting(seed=3).draw(
+              3, step=0).numpy()),
+      # Updated at every step after the first: STEPS - 1 Adam steps.
+      'famo': lambda: state['adam_steps'] == STEPS - 1 and np.abs(
+          state['logits']).min() > 1e-3,
   }[method]
   assert moved(), state
 

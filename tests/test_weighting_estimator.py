@@ -15,7 +15,8 @@ evaluates, exports and serves it:
   weighting variable.
 
 `Uncertainty` trains through a `train_op_fn` minimizing a TF1 optimizer over
-`TRAINABLE_VARIABLES`, the others through `optimizer=`.
+`TRAINABLE_VARIABLES`, the others (DynamicWeightAverage, GradNorm, RLW,
+FAMO) through `optimizer=`.
 
 Canned estimators given the merged head train and report the learned
 weights too: the v2 `DNNEstimator` with `Uncertainty` and with `GradNorm`
@@ -43,14 +44,19 @@ FIRST_STEPS = 3
 MORE_STEPS = 2
 PRIOR = np.array(fx.HEAD_WEIGHTS)
 STATE_SCOPE = f'{fx.MULTI_HEAD_NAME}/loss_weighting/'
-METHODS = ('uncertainty', 'dynamic_weight_average', 'gradnorm')
+METHODS = ('uncertainty', 'dynamic_weight_average', 'gradnorm', 'random',
+           'famo')
 STATE_NAMES = {
     'uncertainty': {'log_variances'},
     'dynamic_weight_average': {'window_sums', 'window_steps', 'window_means',
                                'complete_windows'},
     'gradnorm': {'weights', 'initial_losses', 'has_initial_losses'},
+    'random': {'weights'},
+    'famo': {'logits', 'adam_m', 'adam_v', 'adam_steps', 'previous_losses',
+             'has_previous_losses'},
 }
 DWA_TEMPERATURE = 2.
+RLW_SEED = 17
 
 
 def make_method(name):
@@ -61,6 +67,8 @@ def make_method(name):
           temperature=DWA_TEMPERATURE, window=1),
       'gradnorm': lambda: weighting.GradNorm(
           alpha=1., shared_variables=['shared/kernel'], learning_rate=0.5),
+      'random': lambda: weighting.RandomLossWeighting(seed=RLW_SEED),
+      'famo': lambda: weighting.FAMO(learning_rate=0.1),
   }[name]()
 
 
@@ -120,8 +128,12 @@ def expected_weights(method, state):
   return formulas.weights_of_state(method, state, DWA_TEMPERATURE)
 
 
-INITIAL_WEIGHTS = {'uncertainty': [0.5] * 3,
-                   'dynamic_weight_average': [1.] * 3, 'gradnorm': [1.] * 3}
+INITIAL_WEIGHTS = {
+    'uncertainty': [0.5] * 3, 'dynamic_weight_average': [1.] * 3,
+    'gradnorm': [1.] * 3, 'famo': [1. / 3] * 3,
+    # The draw of global step 0.
+    'random': weighting.RandomLossWeighting(seed=RLW_SEED).draw(3, 0).numpy(),
+}
 
 
 def run_signatures(export_dir):
@@ -185,6 +197,25 @@ def test_resumed_training_starts_from_the_checkpointed_weights(run):
   np.testing.assert_allclose(run.summaries[1], INITIAL_WEIGHTS[run.method])
 
 
+@pytest.mark.parametrize('run', ['random'], indirect=True)
+def test_random_weights_are_the_draws_of_each_global_step(run):
+  draw = weighting.RandomLossWeighting(seed=RLW_SEED).draw
+  # The summary of the step ending at global step t: the draw of t - 1.
+  for step, weights in run.summaries.items():
+    np.testing.assert_allclose(weights, draw(3, step - 1).numpy(), rtol=1e-6)
+  np.testing.assert_allclose(run.final['weights'],
+                             draw(3, FIRST_STEPS + MORE_STEPS).numpy(),
+                             rtol=1e-6)
+
+
+@pytest.mark.parametrize('run', ['famo'], indirect=True)
+def test_famo_continues_its_adam_steps_across_the_resumption(run):
+  # No logit update at the first step, then one a step.
+  assert run.checkpointed['adam_steps'] == FIRST_STEPS - 1
+  assert run.final['adam_steps'] == FIRST_STEPS + MORE_STEPS - 1
+  assert run.final['has_previous_losses'] == 1.
+
+
 @pytest.mark.parametrize('run', ['gradnorm'], indirect=True)
 def test_gradnorm_keeps_its_first_losses_across_the_resumption(run):
   assert run.checkpointed['has_initial_losses'] == 1.
@@ -200,11 +231,19 @@ def test_eval_reports_the_weights_of_the_checkpoint(run):
 
 
 def test_eval_loss_merges_the_head_losses_by_the_training_formula(run):
-  # Each batch's merged loss is affine in its head losses, and the eval
-  # batches are equal: the mean of the merged losses merges the means.
+  # Each batch's merged loss is affine in its head losses (but FAMO's), and
+  # the eval batches are of one size: the mean of the merged losses merges
+  # the means.
   losses = PRIOR * [run.metrics[f'loss/{name}'] for name in fx.HEAD_NAMES]
   if run.method == 'uncertainty':
     expected = formulas.uncertainty_loss(losses, run.final['log_variances'])
+  elif run.method == 'famo':
+    # Not affine: each batch's loss is the weighted harmonic mean of its
+    # losses, a concave function, whose mean over the batches is at most
+    # its value at the mean losses (Jensen), and above 0.
+    at_mean_losses = formulas.famo_loss(losses, run.final['logits'])
+    assert 0 < run.metrics['loss'] <= at_mean_losses * (1 + 1e-5)
+    return
   else:
     expected = np.sum(expected_weights(run.method, run.final) * losses)
   np.testing.assert_allclose(run.metrics['loss'], expected, rtol=1e-5)

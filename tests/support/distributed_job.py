@@ -7,7 +7,8 @@ TensorFlow starts::
   python -m tests.support.distributed_job local RESULT.json --model-dir DIR \\
       [--head ours|reference] [--devices 2] [--batch 8] [--steps 4] \\
       [--learning-rate 0.1] [--train-op-fn] \\
-      [--loss-weighting uncertainty|dynamic_weight_average|gradnorm] \\
+      [--loss-weighting uncertainty|dynamic_weight_average|gradnorm|random|
+      famo] \\
       [--skip-export]
   TF_CONFIG='{...}' python -m tests.support.distributed_job cluster \\
       RESULT.json --model-dir DIR [--strategy parameter_server|multi_worker] \\
@@ -91,6 +92,8 @@ LOSS_WEIGHTINGS = {
         window=1),
     'gradnorm': lambda: weighting.GradNorm(
         alpha=1., shared_variables=['kernel'], learning_rate=0.1),
+    'random': lambda: weighting.RandomLossWeighting(seed=3),
+    'famo': lambda: weighting.FAMO(learning_rate=0.1),
 }
 
 
