@@ -9,6 +9,10 @@ functions one by one. `ExportChoice` picks the heads whose own signatures
 are exported, and whether `serving_default` serves the default head or
 every head's predictions (for clients that call `serving_default` only).
 
+A `ConditionalHead`'s view (`conversion_given_click`) has signatures of its
+own, as a head does, and is chosen by its own name: `export_heads` names
+signatures, so `['conversion']` exports the joint head's and not its view's.
+
 >>> import tensorflow as tf
 >>> from tensorflow_multihead import MultiHead
 >>> head = MultiHead([tf.estimator.BinaryClassHead(name='click'),
@@ -37,6 +41,8 @@ SERVING_DEFAULTS = (SERVE_HEAD, SERVE_ALL)
 def _check_export_heads(export_heads, names):
   """Raises unless `export_heads` is None or a list of `names`' entries.
 
+  `names`: the heads with signatures of their own, views included.
+
   Returns them as a frozenset, or None to export every head.
   """
   if export_heads is None:
@@ -50,7 +56,8 @@ def _check_export_heads(export_heads, names):
   unknown = [name for name in export_heads if name not in names]
   if unknown:
     raise ValueError(
-        f'export_heads names unknown head(s) {unknown}. The heads are: '
+        f'export_heads names unknown head(s) {unknown}. The heads with '
+        f'signatures of their own (ConditionalHead views among them) are: '
         f'{list(names)}.')
   return frozenset(export_heads)
 
@@ -101,13 +108,14 @@ class ExportChoice:
   """The export outputs a merged head gives, from its heads' own.
 
   Args:
-    names: The heads' names, in order.
+    names: The names of the heads with signatures of their own, in order:
+      a `MultiHead`'s heads, each `ConditionalHead` followed by its view.
     default_head: The name of the head served as `serving_default` (with
       `serving_default='head'`).
     export_heads: `None` to export every head's own signatures, as
-      `tf.estimator.MultiHead` does; otherwise the names of the heads whose
-      own signatures are exported (`[]`: none, only `serving_default` and
-      `predict`).
+      `tf.estimator.MultiHead` does; otherwise the names (from `names`) of
+      the heads and views whose own signatures are exported (`[]`: none,
+      only `serving_default` and `predict`).
     serving_default: `'head'` serves the default head's default output as
       `serving_default`; `'all'` serves the merged predictions of every head
       there, keyed as in `predict`.

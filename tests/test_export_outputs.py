@@ -97,9 +97,56 @@ def test_serving_default_head_serves_the_default_head():
 def test_unknown_export_heads_raise_value_error_naming_them_and_the_heads():
   with pytest.raises(ValueError, match=re.escape(
       "export_heads names unknown head(s) ['colour', 'price']. The heads "
-      "are: ['clicks', 'color', 'value'].")):
+      "with signatures of their own (ConditionalHead views among them) are: "
+      "['clicks', 'color', 'value'].")):
     tensorflow_multihead.MultiHead(_heads(),
                                    export_heads=['colour', 'value', 'price'])
+
+
+# Funnels: a ConditionalHead's view is chosen by its own name.
+
+
+def _funnel_heads():
+  return [tf.estimator.BinaryClassHead(name='click'),
+          tensorflow_multihead.ConditionalHead(
+              tf.estimator.BinaryClassHead(name='conversion'), given='click')]
+
+
+def _funnel_export_outputs(**options):
+  return _export_outputs(
+      tensorflow_multihead.MultiHead(_funnel_heads(), **options), width=2)
+
+
+def test_export_heads_may_name_a_conditional_heads_view():
+  outputs = _funnel_export_outputs(export_heads=['conversion_given_click'])
+  assert sorted(outputs) == [
+      'conversion_given_click', 'conversion_given_click/classification',
+      'conversion_given_click/predict', 'conversion_given_click/regression',
+      'predict', 'serving_default']
+
+
+def test_export_heads_naming_a_conditional_head_leaves_out_its_view():
+  outputs = _funnel_export_outputs(export_heads=['conversion'])
+  assert sorted(outputs) == [
+      'conversion', 'conversion/classification', 'conversion/predict',
+      'conversion/regression', 'predict', 'serving_default']
+
+
+def test_unknown_export_heads_list_the_views_among_the_names():
+  with pytest.raises(ValueError, match=re.escape(
+      "export_heads names unknown head(s) ['conversion_given_clicks']. The "
+      "heads with signatures of their own (ConditionalHead views among "
+      "them) are: ['click', 'conversion', 'conversion_given_click'].")):
+    tensorflow_multihead.MultiHead(
+        _funnel_heads(), export_heads=['conversion_given_clicks'])
+
+
+def test_serving_default_all_serves_the_views_predictions_too():
+  outputs = _funnel_export_outputs(export_heads=[], serving_default='all')
+  served = outputs['serving_default'].outputs
+  assert sorted({key.split('/')[0] for key in served}) == [
+      'click', 'conversion', 'conversion_given_click']
+  assert sorted(served) == sorted(outputs['predict'].outputs)
 
 
 @pytest.mark.parametrize('export_heads', ['color', 3])
