@@ -33,6 +33,7 @@ each build takes, measured in a fresh child process per build.
 import argparse
 import collections
 import gc
+import importlib
 import json
 import os
 import re
@@ -261,11 +262,15 @@ def measure_memory(heads, mode, kinds=None,
 def scope_of(op_name, multi_head_scope, names, depth=2):
   """The first `depth` name scopes of an op below the multi-head's own.
 
-  Head names are folded to `<head>` (and numbered uniquifying suffixes such
-  as `_1` dropped) so that all heads add up in one line.
+  `multi_head_scope` is that scope, or a set of them (the reference's, the
+  joined names, and ours, which is short beyond 128 characters). Head names
+  are folded to `<head>` (and numbered uniquifying suffixes such as `_1`
+  dropped) so that all heads add up in one line.
   """
   parts = op_name.split('/')[:-1]
-  if parts and parts[0] == multi_head_scope:
+  scopes = (multi_head_scope if isinstance(multi_head_scope, (set, frozenset))
+            else {multi_head_scope})
+  if parts and parts[0] in scopes:
     parts = parts[1:]
   folded = []
   for part in parts[:depth]:
@@ -281,7 +286,10 @@ def breakdown(heads, mode, depth=2, kinds=None,
               implementations=common.IMPLEMENTATIONS):
   """Op counts by folded name scope and by op type, for every side."""
   names = set(common.head_names(heads, kinds))
-  multi_head_scope = '_'.join(common.head_names(heads, kinds))
+  head_group = importlib.import_module('tensorflow_multihead.head_group')
+  multi_head_scope = {'_'.join(common.head_names(heads, kinds)),
+                      head_group.default_scope(common.head_names(heads,
+                                                                 kinds))}
   by_scope = {}
   by_type = {}
   for implementation in implementations:

@@ -82,6 +82,44 @@ def draw(rows, directory, title_suffix=''):
   return paths
 
 
+_EXPORT_STYLES = {'reference': 'o-', 'ours': '^-', 'ours_reduced': 's-'}
+_EXPORT_PANELS = (('tf2_seconds', 'seconds', 'tf.saved_model.load'),
+                  ('tf2_peak_gib', 'GiB', 'its peak memory'),
+                  ('mib', 'MiB', 'SavedModel size'))
+
+
+def draw_exports(rows, directory):
+  """Saves `exports.png` (TF 2 load time, its memory, export size against
+  heads, one line per side, from `benchmarks.exports` rows); returns its
+  path."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  from benchmarks import exports  # pylint: disable=g-import-not-at-top
+  os.makedirs(directory, exist_ok=True)
+  figure, panels = pyplot.subplots(1, len(_EXPORT_PANELS),
+                                   figsize=(12.8, 4.2), dpi=100)
+  for axes, (key, unit, title) in zip(panels, _EXPORT_PANELS):
+    for side in exports.SIDES:
+      points = [(row['heads'], row[f'{side}_{key}']) for row in rows
+                if row.get(f'{side}_{key}') is not None]
+      if points:
+        axes.plot(*zip(*points), _EXPORT_STYLES[side],
+                  label=exports.LABELS[side])
+    axes.set_xscale('log', base=2)
+    axes.set_yscale('log')
+    axes.set_xlabel('BinaryClassHeads')
+    axes.set_ylabel(unit)
+    axes.set_title(title)
+    axes.grid(True, which='both', alpha=0.3)
+  panels[0].legend()
+  figure.tight_layout()
+  path = os.path.join(directory, 'exports.png')
+  figure.savefig(path)
+  pyplot.close(figure)
+  return [path]
+
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--heads', default=DEFAULT_HEADS,

@@ -12,6 +12,7 @@ from tensorflow_multihead import base_head
 from tensorflow_multihead import fused_checks
 from tensorflow_multihead import fused_heads
 from tensorflow_multihead import fused_metrics
+from tensorflow_multihead import narrow_outputs
 
 _KEYS = metric_keys.MetricKeys
 _PRED = prediction_keys.PredictionKeys
@@ -19,7 +20,6 @@ _PRED = prediction_keys.PredictionKeys
 # The shared machinery, by short names.
 _Reading = fused_heads.Reading
 _rows = fused_heads.rows
-_split = fused_heads.split
 _expand_flat = fused_heads.expand_flat
 _dense_shape_fits = fused_heads.dense_shape_fits
 _INDICATOR_MESSAGE = (
@@ -149,35 +149,63 @@ class ClassifierGroup(fused_heads.FusedGroup):
   def _vocabulary_check(self, lookup):
     return lookup.check()
 
-  def _all_classes(self, logits):
-    """`all_classes` per distinct vocabulary, shared by the heads."""
-    shared = {}
-    for vocabulary in self.vocabularies:
-      key = tuple(vocabulary or ())
-      if key not in shared:
-        shared[key] = base_head.all_classes(logits, self.n_classes,
-                                            vocabulary)
-    return [shared[tuple(vocabulary or ())] for vocabulary in
-            self.vocabularies]
+  def _all_classes(self, pieces, scores, cut):
+    """Each head's `all_classes`, shared by heads of one vocabulary.
 
-  def _class_predictions(self, pieces, class_ids):
+    A head cut apart (`cut.apart`) gets its own, from its own `scores`, so
+    that its signature needs no other head's tensors.
+    """
+    shared, rows = {}, {}
+    classes = []
+    for index, (vocabulary, head_scores) in enumerate(
+        zip(self.vocabularies, scores)):
+      key = tuple(vocabulary or ())
+      if cut.apart(index):
+        if key not in rows:
+          rows[key] = tf.constant([list(vocabulary or [
+              str(class_id) for class_id in range(self.n_classes)])])
+        classes.append(narrow_outputs.rows_like(rows[key], head_scores))
+      else:
+        if key not in shared:
+          shared[key] = base_head.all_classes(pieces[0], self.n_classes,
+                                              vocabulary)
+        classes.append(shared[key])
+    return classes
+
+  def _all_class_ids(self, pieces, scores, cut):
+    """Each head's `all_class_ids`; see `_all_classes`."""
+    shared = row = None
+    ids = []
+    for index, head_scores in enumerate(scores):
+      if cut.apart(index):
+        if row is None:
+          row = tf.constant([list(range(self.n_classes))], tf.int32)
+        ids.append(narrow_outputs.rows_like(row, head_scores))
+      else:
+        if shared is None:
+          shared = base_head.all_class_ids(pieces[0], self.n_classes)
+        ids.append(shared)
+    return ids
+
+  def _class_predictions(self, pieces, class_ids, cut, scores):
     """class_ids, classes, all_class_ids, all_classes per head."""
     ids = tf.expand_dims(class_ids, -1)
     names = _class_names(ids, self.vocabularies, self.n_classes)
-    all_ids = base_head.all_class_ids(pieces[0], self.n_classes)
+    all_ids = self._all_class_ids(pieces, scores, cut)
+    all_names = self._all_classes(pieces, scores, cut)
     return [{_PRED.CLASS_IDS: head_ids, _PRED.CLASSES: head_names,
-             _PRED.ALL_CLASS_IDS: all_ids, _PRED.ALL_CLASSES: all_names}
-            for head_ids, head_names, all_names in zip(
-                _split(ids), _split(names), self._all_classes(pieces[0]))]
+             _PRED.ALL_CLASS_IDS: head_all_ids, _PRED.ALL_CLASSES: head_all}
+            for head_ids, head_names, head_all_ids, head_all in zip(
+                cut(ids), cut(names), all_ids, all_names)]
 
-  def _classification_outputs(self, predictions, scores_key):
+  def _classification_outputs(self, predictions, scores_key,
+                              classes_key=_PRED.ALL_CLASSES):
     outputs = {}
-    classes = self._all_classes(
-        predictions[self.names[0]][scores_key])
-    for name, head_classes in zip(self.names, classes):
+    for name in self.names:
       head_predictions = predictions[name]
       classification = tf.estimator.export.ClassificationOutput(
-          scores=head_predictions[scores_key], classes=head_classes)
+          scores=head_predictions[scores_key],
+          classes=head_predictions[classes_key])
       outputs[name] = {
           base_head.DEFAULT_SERVING_KEY: classification,
           base_head.CLASSIFY_SERVING_KEY: classification,
@@ -233,12 +261,12 @@ class BinaryGroup(ClassifierGroup):
   def _two_class_logits(stacked):
     return tf.concat([tf.zeros_like(stacked), stacked], axis=-1)
 
-  def _predictions(self, pieces, stacked):
+  def _predictions(self, pieces, stacked, cut):
     two_class = self._two_class_logits(stacked)
-    logistic = _split(tf.math.sigmoid(stacked))
-    probabilities = _split(tf.nn.softmax(two_class))
-    classes = self._class_predictions(pieces,
-                                      tf.math.argmax(two_class, axis=-1))
+    logistic = cut(tf.math.sigmoid(stacked))
+    probabilities = cut(tf.nn.softmax(two_class))
+    classes = self._class_predictions(
+        pieces, tf.math.argmax(two_class, axis=-1), cut, probabilities)
     return {name: dict(head_classes, **{
         _PRED.LOGITS: piece, _PRED.LOGISTIC: head_logistic,
         _PRED.PROBABILITIES: head_probabilities})
@@ -332,10 +360,10 @@ class MultiClassGroup(ClassifierGroup):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=labels[..., 0], logits=logits)[..., tf.newaxis]
 
-  def _predictions(self, pieces, stacked):
-    probabilities = _split(tf.nn.softmax(stacked))
-    classes = self._class_predictions(pieces,
-                                      tf.math.argmax(stacked, axis=-1))
+  def _predictions(self, pieces, stacked, cut):
+    probabilities = cut(tf.nn.softmax(stacked))
+    classes = self._class_predictions(
+        pieces, tf.math.argmax(stacked, axis=-1), cut, probabilities)
     return {name: dict(head_classes, **{
         _PRED.LOGITS: piece, _PRED.PROBABILITIES: head_probabilities})
             for name, piece, head_probabilities, head_classes in zip(
@@ -434,16 +462,17 @@ class MultiLabelGroup(ClassifierGroup):
                                                         logits=logits)
     return tf.math.reduce_mean(per_class, axis=-1, keepdims=True)
 
-  def _predictions(self, pieces, stacked):
-    probabilities = _split(tf.math.sigmoid(stacked))
-    classes = self._all_classes(pieces[0])
+  def _predictions(self, pieces, stacked, cut):
+    probabilities = cut(tf.math.sigmoid(stacked))
+    classes = self._all_classes(pieces, probabilities, cut)
     return {name: {_PRED.LOGITS: piece, _PRED.PROBABILITIES: probability,
                    _PRED.CLASSES: names}
             for name, piece, probability, names in zip(
                 self.names, pieces, probabilities, classes)}
 
   def export_outputs(self, predictions):
-    return self._classification_outputs(predictions, _PRED.PROBABILITIES)
+    return self._classification_outputs(predictions, _PRED.PROBABILITIES,
+                                        _PRED.CLASSES)
 
   def _states(self):
     pairs = _threshold_pairs(self.heads)

@@ -27,6 +27,7 @@ from tensorflow_multihead import fused_masks
 from tensorflow_multihead import fused_metrics
 from tensorflow_multihead import head_group
 from tensorflow_multihead import label_dtypes
+from tensorflow_multihead import narrow_outputs
 
 _SUM_OVER_BATCH_SIZE = tf.losses.Reduction.SUM_OVER_BATCH_SIZE
 
@@ -73,10 +74,6 @@ def rows(tensor):
 
 def stack(pieces):
   return tf.stack(pieces, axis=-2)
-
-
-def split(tensor):
-  return tf.unstack(tensor, axis=-2)
 
 
 def expand_flat(labels, logits):
@@ -293,15 +290,28 @@ class FusedGroup:
 
   # Predictions and serving.
 
-  def predictions(self, logits):
-    """Each head's predictions dict, keyed by head name."""
+  def predictions(self, logits, apart=()):
+    """Each head's predictions dict, keyed by head name.
+
+    The heads named in `apart` (those with signatures of their own in an
+    export) have their tensors cut by ops of their own, from the logits'
+    source tensor: see `narrow_outputs`.
+    """
     pieces = self._pieces(logits)
     with tf.name_scope('predictions'):
+      positions = [index for index, name in enumerate(self.names)
+                   if name in apart]
+      cut = (narrow_outputs.HeadCuts(self.size, positions) if positions
+             else narrow_outputs.UNSTACK)
       with fused_checks.after([fused_checks.same_rows(pieces, self.names)]):
-        stacked = stack(pieces)
-      return self._predictions(pieces, stacked)
+        stacked = (narrow_outputs.stack_from_source(pieces) if positions
+                   else stack(pieces))
+      return self._predictions(cut.pieces(stacked, pieces), stacked, cut)
 
-  def _predictions(self, pieces, stacked):
+  def _predictions(self, pieces, stacked, cut):
+    """Each head's predictions, from its logits `pieces` and the `stacked`
+    ones; `cut` (a `narrow_outputs.HeadCuts`) cuts group tensors into each
+    head's."""
     raise NotImplementedError
 
   def export_outputs(self, predictions):

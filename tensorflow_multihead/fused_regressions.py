@@ -16,7 +16,6 @@ _PRED = prediction_keys.PredictionKeys
 # The shared machinery, by short names.
 _Reading = fused_heads.Reading
 _rows = fused_heads.rows
-_split = fused_heads.split
 _expand_flat = fused_heads.expand_flat
 _dense_shape_fits = fused_heads.dense_shape_fits
 
@@ -66,13 +65,13 @@ class RegressionGroup(fused_heads.FusedGroup):
       return tf.math.sigmoid(stacked)
     return None
 
-  def _predictions(self, pieces, stacked):
+  def _predictions(self, pieces, stacked, cut):
     values = self._predicted_values(stacked)
     if values is None:
       return {name: {_PRED.PREDICTIONS: piece}
               for name, piece in zip(self.names, pieces)}
     return {name: {_PRED.PREDICTIONS: value, _PRED.LOGITS: piece}
-            for name, piece, value in zip(self.names, pieces, _split(values))}
+            for name, piece, value in zip(self.names, pieces, cut(values))}
 
   def export_outputs(self, predictions):
     outputs = {}

@@ -19,14 +19,16 @@ reports metrics and how the merged loss is trained, which stays with them.
 5.0
 """
 import collections.abc
+import hashlib
 import numbers
+import re
 
 import numpy as np
 import tensorflow as tf
 from tensorflow_estimator.python.estimator.canned import head as canned_head
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
-from tensorflow_multihead import base_head
+from tensorflow_multihead import export_outputs
 
 
 def _is_sequence(value):
@@ -214,16 +216,47 @@ logits_dimension], got (2, 2).
   return results
 
 
-def _default_output(export_outputs, head_name):
-  """Picks the output a head serves by default from its `export_outputs`."""
-  if len(export_outputs) == 1:
-    return next(iter(export_outputs.values()))
-  if base_head.DEFAULT_SERVING_KEY in export_outputs:
-    return export_outputs[base_head.DEFAULT_SERVING_KEY]
-  raise ValueError(
-      f'{head_name} did not specify default export_outputs. Given: '
-      f'{export_outputs} Suggested fix: Use one of the heads in tf.estimator, '
-      f'or include key {base_head.DEFAULT_SERVING_KEY} in export_outputs.')
+# The longest merged name still used as the name scope of a merged head's
+# ops and state; longer ones are replaced by `multi_head_<digest>`.
+MAX_SCOPE_LENGTH = 128
+# A scope a merged head may be given: one level, as TensorFlow accepts.
+_SCOPE_NAME = re.compile(r'[A-Za-z0-9.][A-Za-z0-9_.\-]*')
+
+
+def default_scope(names):
+  """The name scope of a merged head of heads `names`, if not given a name.
+
+  The heads' names joined by `_`, as `tf.estimator.MultiHead` scopes its ops,
+  while that is at most `MAX_SCOPE_LENGTH` characters; beyond, so that no op
+  or state name grows with the number of heads, `multi_head_` and 8 hex
+  digits of the joined name's SHA-256: the same heads give the same scope in
+  every process, and other heads another.
+
+  >>> default_scope(['clicks', 'value'])
+  'clicks_value'
+  >>> default_scope([f'head_{index}' for index in range(1024)])
+  'multi_head_8cda2561'
+  """
+  joined = '_'.join(names)
+  if len(joined) <= MAX_SCOPE_LENGTH:
+    return joined
+  digest = hashlib.sha256(joined.encode('utf-8')).hexdigest()[:8]
+  return f'multi_head_{digest}'
+
+
+def _check_name(name):
+  """Raises unless `name` can name a merged head and scope its ops."""
+  if name is None:
+    return
+  if not isinstance(name, str):
+    raise TypeError(
+        f'name must be a string. Given: {name!r} of type '
+        f'{type(name).__name__}.')
+  if not _SCOPE_NAME.fullmatch(name):
+    raise ValueError(
+        f'name {name!r} cannot name a TensorFlow name scope: give letters, '
+        'digits, `_`, `.` or `-` (no `/`), starting with a letter, a digit '
+        'or `.`.')
 
 
 class HeadGroup:
@@ -234,13 +267,23 @@ class HeadGroup:
     head_weights: Optional numbers, one per head, weighting their losses.
     default_head: Name of the head served by default; the first if `None`.
     head_types: The classes a head must be an instance of.
+    name: Optional name of the merged head, also the name scope of its ops
+      and state; by default the heads' names joined by `_` name it and
+      `default_scope` scopes it.
+
+  Attributes:
+    name: The merged head's name: `name`, or the heads' names joined by `_`.
+    scope: The name scope of the merged head's ops and state.
   """
 
   def __init__(self, heads, head_weights=None, default_head=None,
-               head_types=(tf.estimator.Head,)):
+               head_types=(tf.estimator.Head,), name=None):
     self.heads = _check_heads(heads, head_types)
     self.weights = _check_head_weights(head_weights, self.heads)
     self.names = tuple(head.name for head in self.heads)
+    _check_name(name)
+    self.name = '_'.join(self.names) if name is None else name
+    self.scope = default_scope(self.names) if name is None else name
     if default_head is None:
       default_head = self.names[0]
     if default_head not in self.names:
@@ -339,23 +382,11 @@ class HeadGroup:
   def merged_export_outputs(self, outputs_by_head):
     """Serves every head's outputs; the default head's as the default.
 
-    A head's default output is served as `<head>`, its others as
-    `<head>/<key>`; `predict` gathers every head's `PredictOutput` tensors,
-    keyed `<head>/<output key>`.
+    See `export_outputs.ExportChoice.merged`, which merged heads that choose
+    what to export call.
     """
-    served = {base_head.DEFAULT_SERVING_KEY: _default_output(
-        outputs_by_head[self.default_head], self.default_head)}
-    gathered = {}
-    for name, outputs in outputs_by_head.items():
-      served.update({_served_name(name, key): output
-                     for key, output in outputs.items()})
-      own_predict = outputs.get(base_head.PREDICT_SERVING_KEY)
-      if isinstance(own_predict, tf.estimator.export.PredictOutput):
-        gathered.update({f'{name}/{key}': tensor
-                         for key, tensor in own_predict.outputs.items()})
-    served[base_head.PREDICT_SERVING_KEY] = (
-        tf.estimator.export.PredictOutput(gathered))
-    return served
+    return export_outputs.ExportChoice(
+        self.names, self.default_head).merged(outputs_by_head)
 
 
 class GroupedHead:
@@ -367,8 +398,8 @@ class GroupedHead:
 
   @property
   def name(self):
-    """The heads' names joined by `_`."""
-    return '_'.join(self._group.names)
+    """The merged head's name: the heads' names joined by `_` unless given."""
+    return self._group.name
 
   @property
   def logits_dimension(self):
@@ -389,12 +420,6 @@ class GroupedHead:
   def default_head(self):
     """The name of the head served as `serving_default`."""
     return self._group.default_head
-
-
-def _served_name(head_name, output_key):
-  if output_key == base_head.DEFAULT_SERVING_KEY:
-    return head_name
-  return f'{head_name}/{output_key}'
 
 
 def sum_of(losses):

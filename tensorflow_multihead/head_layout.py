@@ -35,7 +35,11 @@ class Layout:
             [self.heads[position] for position in positions])
         for positions in self.plan if len(positions) > 1}
 
-  def parts(self, logits=None, labels=None):
-    """The parts computing one call; see `head_parts.parts_for`."""
+  def parts(self, logits=None, labels=None, exported=None):
+    """The parts computing one call; see `head_parts.parts_for`.
+
+    `exported` names the heads an export serves by signatures of their own
+    (None: every head), which PREDICT cuts from their fused groups apart.
+    """
     return head_parts.parts_for(self.heads, self.plan, self.fused_groups,
-                                logits, labels)
+                                logits, labels, exported)

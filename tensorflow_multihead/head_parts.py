@@ -321,15 +321,20 @@ class HeadPart:
 class FusedPart:
   """A fused group of heads, computed by batched ops."""
 
-  def __init__(self, group, position):
+  def __init__(self, group, position, exported=None):
     self.group = group
     self.names = group.names
     self._prefix = f'{position}:fused:'
+    # The heads an export serves by a signature of their own (None: all).
+    self.exported = group.names if exported is None else exported
 
   def spec(self, features, mode, logits, labels):
     group = self.group
     with tf.name_scope(f'fused_{self.names[0]}'):
-      predictions = group.predictions(logits)
+      # Heads with signatures of their own are cut apart, so that each
+      # signature stays small (see narrow_outputs).
+      predictions = group.predictions(
+          logits, apart=self.exported if mode == ModeKeys.PREDICT else ())
       if mode == ModeKeys.PREDICT:
         return PartSpec(predictions=predictions,
                         export_outputs=group.export_outputs(predictions))
@@ -431,13 +436,15 @@ def _add_to_metric_collections(states):
           tf.compat.v1.add_to_collection(collection, variable)
 
 
-def parts_for(heads, plan, fused_groups, logits=None, labels=None):
+def parts_for(heads, plan, fused_groups, logits=None, labels=None,
+              exported=None):
   """The parts computing one call, in the order of their first head.
 
   A planned group is fused if every head's `logits` (and `labels`, when
   given) can be stacked, else each of its heads is computed on its own.
   `fused_groups` maps a plan's group (tuple of positions) to its
-  `fused_heads.FusedGroup`.
+  `fused_heads.FusedGroup`; `exported` names the heads an export serves by
+  a signature of their own, `serving_default` included (None: every head).
   """
   parts = []
   for positions in plan:
@@ -446,7 +453,7 @@ def parts_for(heads, plan, fused_groups, logits=None, labels=None):
     if group is not None and (logits is None or fusion.fusable_group(
         [logits[name] for name in names],
         None if labels is None else [labels[name] for name in names])):
-      parts.append(FusedPart(group, positions[0]))
+      parts.append(FusedPart(group, positions[0], exported))
     else:
       parts.extend(HeadPart(heads[position], position)
                    for position in positions)

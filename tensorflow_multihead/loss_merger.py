@@ -38,7 +38,8 @@ class LossMerger:
   one spec (or one `loss()` call). Without a `loss_weighting` it is the
   weighted sum of `group` (a `head_group.HeadGroup`). With one, its state
   is created once per graph (and once in eager mode), under the name scope
-  `<head names joined by _>/loss_weighting/`, as the merged head is named.
+  `<scope>/loss_weighting/`, `<scope>` the merged head's (`group.scope`:
+  its heads' names joined by `_` unless that is long, or its `name`).
 
   Raises:
     TypeError: `loss_weighting` is neither `None` nor a `LossWeighting`.
@@ -51,7 +52,7 @@ class LossMerger:
     _check_not_nested(group)
     self.loss_weighting = loss_weighting
     self._group = group
-    self._scope = '_'.join(group.names)
+    self._scope = group.scope
     self._graph_variables = weakref.WeakKeyDictionary()
     self._eager_variables = None
 

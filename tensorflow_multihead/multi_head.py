@@ -27,6 +27,7 @@ from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
 from tensorflow_multihead import aggregated_training
 from tensorflow_multihead import base_head
+from tensorflow_multihead import export_outputs
 from tensorflow_multihead import funnel
 from tensorflow_multihead import head_group
 from tensorflow_multihead import head_parts
@@ -65,8 +66,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     `loss/<head>`: the loss each head reports.
   * PREDICT: predictions keyed `(head, key)`. The export serves
     `default_head` (the first head unless named) as `serving_default`, every
-    head's outputs as `<head>` and `<head>/<key>`, and all predictions
-    together as `predict`.
+    head's outputs as `<head>` and `<head>/<key>` (those of `export_heads`
+    if given), and all predictions together as `predict`.
 
   >>> import numpy as np
   >>> import tensorflow as tf
@@ -107,11 +108,19 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     gradient_aggregation: Optional `aggregation` method: the shared
       variables (or representation) it names train on its aggregate of the
       heads' weighted gradients (see `aggregated_training`).
+    name: Optional name of the merged head, also the name scope of its ops
+      and state; see `head_group.default_scope` for the default.
+    export_heads: Optional list of the signatures' heads the export holds:
+      head names, or a `ConditionalHead`'s view (`conversion_given_click`);
+      `[]`: only `serving_default` and `predict`; `None`: all.
+    serving_default: `'head'` serves `default_head`, `'all'` every head's
+      predictions, keyed as in `predict` (`export_outputs.ExportChoice`).
 
   Raises:
     ValueError: No heads; a head without a name; two heads with one name;
       `head_weights` of another length than `heads`; an unknown
-      `default_head`; a `ConditionalHead` given no head, or in a loop; a
+      `default_head` or name in `export_heads`; a bad `serving_default` or
+      `name`; a `ConditionalHead` given no head, or in a loop; a
       `gradient_aggregation` with neither or both of `shared_variables` and
       `shared_representation`.
     TypeError: A head that is not a `Head` (such as a TF 1.x head, which
@@ -123,8 +132,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
 
   def __init__(self, heads, head_weights=None, default_head=None,
                fuse_heads=True, loss_weighting=None,
-               gradient_aggregation=None):
-    self._group = head_group.HeadGroup(heads, head_weights, default_head)
+               gradient_aggregation=None, name=None, export_heads=None,
+               serving_default=export_outputs.SERVE_HEAD):
+    self._group = head_group.HeadGroup(heads, head_weights, default_head,
+                                       name=name)
     self._merger = loss_merger.LossMerger(self._group, loss_weighting)
     self._aggregation = aggregated_training.for_heads(gradient_aggregation,
                                                       self._group)
@@ -132,6 +143,10 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     self._fuse_heads = bool(fuse_heads)
     # The heads computed: each ConditionalHead stands for two.
     self._funnel = funnel.Funnel(self._group.heads, self._fuse_heads)
+    # What the export serves: the views have signatures of their own too.
+    self._exports = export_outputs.ExportChoice(
+        self._funnel.layout(ModeKeys.PREDICT).names, self._group.default_head,
+        export_heads, serving_default, given_default_head=default_head)
     # The parts whose metric objects `metrics()` handed out, so that
     # `update_metrics()` updates those same objects and they accumulate.
     self._metric_parts = None
@@ -155,7 +170,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
 
   def _parts(self, logits=None, labels=None, mode=None):
     """The parts computing this call; see `head_parts.parts_for`."""
-    return self._funnel.layout(mode).parts(logits, labels)
+    return self._funnel.layout(mode).parts(logits, labels,
+                                           self._exports.served_apart)
 
   def _losses_in_order(self, losses_by_head):
     """The heads' losses as a list, in the heads' order."""
@@ -248,7 +264,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     if regularization_losses is not None:
       key = self._regularization_metric_key
       if key not in eval_metrics:
-        eval_metrics[key] = tf.keras.metrics.Mean(name=key)
+        eval_metrics[key] = tf.keras.metrics.Mean(name=_REGULARIZATION_KEY)
       eval_metrics[key].update_state(
           values=head_group.sum_of(regularization_losses))
     for part in self._metric_parts or self._parts():
@@ -316,7 +332,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       raise ValueError(f'mode={mode} unrecognized')
     # Read first, so that heads of mixed reductions fail TRAIN at once.
     loss_reduction = self.loss_reduction if mode == ModeKeys.TRAIN else None
-    with tf.compat.v1.name_scope(self.name, 'multi_head'):
+    with tf.compat.v1.name_scope(self._group.scope):
       logits = self._group.logits_by_head(logits)
       labels = self._group.labels_by_head(labels, mode)
       features = {} if features is None else features
@@ -330,7 +346,7 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       if mode == ModeKeys.PREDICT:
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions,
-            export_outputs=self._group.merged_export_outputs(
+            export_outputs=self._exports.merged(
                 head_parts.by_head(specs, 'export_outputs', names)))
       regularization_loss = head_group.sum_or_none(regularization_losses)
       losses = head_parts.by_head(specs, 'losses', self._group.names)

@@ -56,9 +56,10 @@ def make_heads():
   ]
 
 
-def our_multi_head(default_head=None):
+def our_multi_head(default_head=None, **options):
+  """Our `MultiHead` of the four heads; `options` such as `export_heads`."""
   return tensorflow_multihead.MultiHead(make_heads(),
-                                        default_head=default_head)
+                                        default_head=default_head, **options)
 
 
 def reference_multi_head():

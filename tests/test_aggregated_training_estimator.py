@@ -138,19 +138,24 @@ def _served(signature, examples):
 # EVAL and PREDICT graphs.
 
 
-def _graph_def(mode, aggregated):
+def _graph(mode, aggregated, **options):
+  """The graph of `mode`'s spec, with aggregation or without; `options`
+  (such as `export_heads=`) given to the `MultiHead`."""
   with tf.Graph().as_default() as graph:
     variables = model.build_variables()
     _, logits, regularization = model.build_forward(variables)
-    kwargs = {}
     if aggregated:
-      kwargs['gradient_aggregation'] = cases.UnitRows(
+      options['gradient_aggregation'] = cases.UnitRows(
           shared_variables=list(model.SHARED_VARIABLES))
-    model.make_multi_head(**kwargs).create_estimator_spec(
+    model.make_multi_head(**options).create_estimator_spec(
         features={}, mode=mode, logits=logits,
         labels=None if mode == tf.estimator.ModeKeys.PREDICT else
         model.LABELS, regularization_losses=[regularization])
-    return _structure(graph.as_graph_def())
+  return graph
+
+
+def _graph_def(mode, aggregated, **options):
+  return _structure(_graph(mode, aggregated, **options).as_graph_def())
 
 
 def _structure(graph_def):
@@ -174,6 +179,26 @@ def test_eval_and_predict_graphs_are_those_without_aggregation(mode):
   aggregated, plain = _graph_def(mode, True), _graph_def(mode, False)
   assert len(aggregated[0]) > 20
   assert aggregated == plain
+
+
+def _cut_heads(graph):
+  """The positions of the heads cut from their fused group by own ops."""
+  return sorted(op.name.rsplit('/', 1)[-1] for op in graph.get_operations()
+                if op.type == 'Const' and '/head_cuts/head_' in op.name)
+
+
+@pytest.mark.parametrize('export_heads, cut', [
+    (None, ['head_0', 'head_1']), (['b'], ['head_1']), ([], [])])
+def test_predict_graphs_cut_the_exported_heads_as_without_aggregation(
+    export_heads, cut):
+  # Heads a and b (regressions) fuse; an exported one is cut apart
+  # (narrow_outputs), aggregation or not.
+  options = {'export_heads': export_heads, 'serving_default': 'all'}
+  predict = tf.estimator.ModeKeys.PREDICT
+  aggregated = _graph(predict, True, **options)
+  assert _cut_heads(aggregated) == cut
+  assert _structure(aggregated.as_graph_def()) == _graph_def(
+      predict, False, **options)
 
 
 # TPUEstimator(use_tpu=False): one step by hand.

@@ -6,6 +6,8 @@ checked to be there, never compared.
 """
 import json
 import math
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from benchmarks import aggregators
 from benchmarks import aggregation_cost
 from benchmarks import common
 from benchmarks import estimator_steps
+from benchmarks import exports
 from benchmarks import graph_build
 from benchmarks import plots
 from benchmarks import weighting_steps
@@ -280,6 +283,152 @@ def test_memory_child_prints_one_number(capsys, keep_tf_log_level):
   assert graph_build.main(['--child-memory=fused,2,predict']) == 0
   printed = capsys.readouterr().out.strip().splitlines()[-1]
   assert isinstance(json.loads(printed), float)
+
+
+def test_scope_of_folds_our_short_scope_of_many_heads_too():
+  names = {f'binary_{index}' for index in range(40)}
+  scopes = {'_'.join(sorted(names)), 'multi_head_0123abcd'}
+  assert graph_build.scope_of('multi_head_0123abcd/binary_3/losses/Mean',
+                              scopes, names) == '<head>/losses'
+
+
+# exports: every step at 2 heads, in this process (the benchmark runs each
+# in a capped child; one child runs below).
+
+
+@pytest.fixture(scope='module')
+def export_rows(tmp_path_factory):
+  return exports.run([2], batch=3, isolate=False, log=_silent,
+                     work_dir=str(tmp_path_factory.mktemp('exports')))
+
+
+def test_exports_measure_every_step_of_every_side(export_rows):
+  (row,) = export_rows
+  for side in exports.SIDES:
+    assert f'{side}_failed' not in row
+    for key in ('export_seconds', 'mib', 'tf2_seconds', 'tf2_predict_ms',
+                'tf1_seconds', 'tf1_predict_ms'):
+      assert row[f'{side}_{key}'] > 0, (side, key)
+
+
+def test_exports_count_the_signatures_of_each_side(export_rows):
+  (row,) = export_rows
+  # Four per binary head, serving_default and predict.
+  assert row['reference_signatures'] == row['ours_signatures'] == 10
+  assert row['ours_reduced_signatures'] == 2
+
+
+def test_exports_load_what_the_estimator_predicts(export_rows):
+  (row,) = export_rows
+  assert [row[f'{side}_checked'] for side in exports.SIDES] == [True] * 3
+
+
+def test_exports_check_compares_every_prediction_and_serving_default():
+  expected = {'h0/probabilities': np.array([[0.25, 0.75]]),
+              'h0/classes': np.array([[b'1']], object)}
+  served = {'predict': dict(expected),
+            'serving_default': {'scores': np.array([[0.25, 0.75]])}}
+  assert exports.mismatches(served, expected) == []
+  wrong = dict(served, serving_default={'scores': np.array([[0.5, 0.5]])})
+  assert exports.mismatches(wrong, expected) == ['serving_default:scores']
+  missing = dict(served, predict={'h0/classes': expected['h0/classes']})
+  assert exports.mismatches(missing, expected) == ['predict:h0/probabilities']
+
+
+def test_exports_table_has_a_row_per_side_and_names_failures(export_rows):
+  rows = [dict(export_rows[0], reference_failed={'tf2': 'over 9 s'})]
+  table = exports.report(rows)
+  assert 'over 9 s' in table and 'reduced' in table
+  assert exports.stops(rows) == [
+      'tf.estimator.MultiHead: tf2 stopped at 2 heads (over 9 s); not run '
+      'at more heads.']
+
+
+def test_exports_say_what_a_loaded_export_got_wrong(export_rows):
+  rows = [dict(export_rows[0], ours_checked=False,
+               ours_mismatches=['predict:h1/logits', 'serving_default:scores'])]
+  assert exports.stops(rows) == [
+      'ours, every signature at 2 heads: the loaded export differs from '
+      'Estimator.predict in predict:h1/logits, serving_default:scores.']
+
+
+@pytest.fixture(scope='module')
+def reduced_export(tmp_path_factory):
+  return exports.export('ours_reduced', 2,
+                        str(tmp_path_factory.mktemp('child')), batch=3)
+
+
+def test_exports_load_in_a_capped_child(reduced_export):
+  loaded = exports.in_child('tf1', [reduced_export['path'], 3], cap_gib=10.,
+                            timeout=300.)
+  assert loaded['tf1_seconds'] > 0
+  assert 0.1 < loaded['tf1_peak_gib'] < 10.
+
+
+def test_exports_child_over_its_memory_cap_is_reported_as_such(
+    reduced_export):
+  loaded = exports.in_child('tf1', [reduced_export['path'], 3], cap_gib=0.3,
+                            timeout=300.)
+  assert loaded == {'failed': 'out of memory (0.3 GiB cap)'}
+
+
+def test_exports_count_the_ops_behind_a_heads_signature(export_rows):
+  (row,) = export_rows
+  # The receiver (7 nodes), the dense layer (6) and our cuts of the first
+  # head: the same whether the other heads' signatures are exported or not.
+  assert row['ours_signature_ops'] == row['ours_reduced_signature_ops'] == 25
+
+
+def test_exports_hidden_layers_add_their_ops_to_a_signature(reduced_export,
+                                                            tmp_path):
+  deeper = exports.export('ours_reduced', 2, str(tmp_path), batch=3,
+                          hidden=2)
+  # Each layer: two variables, their reads, MatMul, BiasAdd and Relu.
+  assert deeper['signature_ops'] == reduced_export['signature_ops'] + 2 * 7
+  assert exports.load_tf2(deeper['path'], batch=3, peak=False)['checked']
+
+
+def _with_expected(export, directory, change):
+  """A copy of `export` whose `expected.npz` is `change`d (a dict edit)."""
+  base = os.path.dirname(export['path'])
+  copy = shutil.copytree(base, os.path.join(directory, 'copy'))
+  stored = os.path.join(copy, 'expected.npz')
+  with np.load(stored, allow_pickle=True) as loaded:
+    expected = dict(loaded)
+  change(expected)
+  np.savez(stored, **expected)
+  return os.path.join(copy, os.path.basename(export['path']))
+
+
+def test_exports_tf2_load_names_the_outputs_that_differ(reduced_export,
+                                                        tmp_path):
+  def shift_logits(expected):
+    expected['h1/logits'] = expected['h1/logits'] + 1.
+  loaded = exports.load_tf2(
+      _with_expected(reduced_export, str(tmp_path), shift_logits), batch=3,
+      peak=False)
+  assert loaded['checked'] is False
+  assert loaded['mismatches'] == ['predict:h1/logits']
+
+
+def test_exports_tf2_load_lists_five_mismatches_and_counts_them_all(
+    reduced_export, tmp_path):
+  def shift_every_float(expected):
+    for key, value in expected.items():
+      if value.dtype.kind == 'f':
+        expected[key] = value + 1.
+  loaded = exports.load_tf2(
+      _with_expected(reduced_export, str(tmp_path), shift_every_float),
+      batch=3, peak=False)
+  # Per head logits, logistic, probabilities; and serving_default's scores.
+  assert loaded['mismatches'] == [
+      'predict:h0/logistic', 'predict:h0/logits', 'predict:h0/probabilities',
+      'predict:h1/logistic', 'predict:h1/logits', '... 7 in all']
+
+
+def test_exports_figure_is_drawn_from_rows(tmp_path, export_rows):
+  (path,) = plots.draw_exports(export_rows, str(tmp_path))
+  assert open(path, 'rb').read()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 # plots.

@@ -10,7 +10,8 @@ checkpoint:
   joint logits (float64 textbook formula), and a bare `BinaryClassHead`
   per view, fed the conditional logits of the rows whose given label is 1;
 * its export serves the joint and the conditional heads, loaded back as a
-  SavedModel and run;
+  SavedModel and run; `export_heads=` may name a view, and
+  `serving_default='all'` serves the views' predictions too;
 * `TPUEstimator(use_tpu=False)` trains, evaluates and predicts alike.
 """
 import shutil
@@ -48,7 +49,7 @@ def _data():
   return {'x': x}, labels
 
 
-def _ours():
+def _ours(**export_options):
   return tmh.MultiHead(
       [tf.estimator.BinaryClassHead(name='click'),
        tmh.ConditionalHead(tf.estimator.BinaryClassHead(name='conversion'),
@@ -56,7 +57,7 @@ def _ours():
        tmh.ConditionalHead(tf.estimator.BinaryClassHead(name='purchase'),
                            given='conversion'),
        tf.estimator.RegressionHead(name='value')],
-      head_weights=HEAD_WEIGHTS)
+      head_weights=HEAD_WEIGHTS, **export_options)
 
 
 def _logits(features):
@@ -75,6 +76,13 @@ def _train_op_fn(loss):
 
 def _model_fn(features, labels, mode):
   return _ours().create_estimator_spec(
+      features=features, mode=mode, logits=_logits(features), labels=labels,
+      train_op_fn=_train_op_fn)
+
+
+def _chosen_exports_model_fn(features, labels, mode, params):
+  """`_model_fn`, its `MultiHead` given `params` (export options)."""
+  return _ours(**params).create_estimator_spec(
       features=features, mode=mode, logits=_logits(features), labels=labels,
       train_op_fn=_train_op_fn)
 
@@ -167,19 +175,41 @@ def metrics(model_dir):
   return _estimator(model_dir).evaluate(_input_fn)
 
 
+def _examples():
+  return tf.constant([tf.train.Example(features=tf.train.Features(feature={
+      'x': tf.train.Feature(float_list=tf.train.FloatList(value=row))}))
+                      .SerializeToString() for row in _data()[0]['x']])
+
+
+def _run(signature):
+  return {key: value.numpy()
+          for key, value in signature(examples=_examples()).items()}
+
+
 @pytest.fixture(scope='module')
 def served(model_dir, tmp_path_factory):
   """The export's `predict` signature run on the data, and its signatures."""
   export_dir = _estimator(model_dir).export_saved_model(
       str(tmp_path_factory.mktemp('funnel_export')), _serving_input_fn)
   signatures = tf.saved_model.load(export_dir.decode()).signatures
-  x = _data()[0]['x']
-  examples = [tf.train.Example(features=tf.train.Features(feature={
-      'x': tf.train.Feature(float_list=tf.train.FloatList(value=row))}))
-              .SerializeToString() for row in x]
-  outputs = signatures['predict'](examples=tf.constant(examples))
-  return {key: value.numpy() for key, value in outputs.items()}, set(
-      signatures)
+  return _run(signatures['predict']), set(signatures)
+
+
+CHOSEN_EXPORTS = {'export_heads': ['conversion_given_click', 'value'],
+                  'serving_default': 'all'}
+
+
+@pytest.fixture(scope='module')
+def served_chosen(model_dir, tmp_path_factory):
+  """The `CHOSEN_EXPORTS` export of the checkpoint: its signatures' keys,
+  and its `serving_default` and `predict` run on the data."""
+  export_dir = _estimator(model_dir, _chosen_exports_model_fn,
+                          CHOSEN_EXPORTS).export_saved_model(
+                              str(tmp_path_factory.mktemp('funnel_chosen')),
+                              _serving_input_fn)
+  signatures = tf.saved_model.load(export_dir.decode()).signatures
+  return set(signatures), _run(signatures['serving_default']), _run(
+      signatures['predict'])
 
 
 def test_every_batch_has_rows_in_and_out_of_each_view():
@@ -254,6 +284,28 @@ def test_served_outputs_are_the_estimators_predictions(model_dir, served):
     np.testing.assert_allclose(
         outputs[f'{name}/{key}'],
         np.stack([row[name, key] for row in predicted]), rtol=1e-6)
+
+
+def test_export_heads_naming_a_view_export_exactly_its_signatures(
+    served_chosen):
+  signatures, _, _ = served_chosen
+  assert signatures == {
+      'serving_default', 'predict', 'conversion_given_click',
+      'conversion_given_click/classification',
+      'conversion_given_click/regression', 'conversion_given_click/predict',
+      'value', 'value/regression', 'value/predict'}
+
+
+def test_serving_default_all_answers_every_head_and_view_as_predict(
+    served, served_chosen):
+  full_predict, _ = served
+  _, serving_default, predict = served_chosen
+  assert sorted(serving_default) == sorted(predict) == sorted(full_predict)
+  assert {'conversion_given_click/logistic',
+          'purchase_given_conversion/probabilities',
+          'conversion/logistic', 'value/predictions'} <= set(serving_default)
+  for key, value in full_predict.items():
+    np.testing.assert_array_equal(serving_default[key], value, err_msg=key)
 
 
 def test_tpu_estimator_evaluates_and_predicts_as_the_estimator(model_dir,

@@ -2,9 +2,10 @@
 
 One Estimator with four heads (binary with a label vocabulary, multi-class,
 regression, multi-label) trains two steps under our `MultiHead`. Its
-checkpoint is exported with a parsing serving input receiver three times:
-under our head, under the reference `tf.estimator.MultiHead`, and under ours
-with `default_head='color'`. Then:
+checkpoint is exported with a parsing serving input receiver under our
+head, under the reference `tf.estimator.MultiHead`, under ours with
+`default_head='color'`, and under ours with `export_heads=['color']`,
+`export_heads=[]`, `serving_default='all'` and both of the last two. Then:
 
 * the SignatureDefs (keys, method names, input and output keys, dtypes and
   shapes) and every signature's outputs equal the reference's;
@@ -12,7 +13,12 @@ with `default_head='color'`. Then:
   classification, a regression and the merged predict signature;
 * `tensorflow_serving.apis` Predict, Classify and Regress requests are
   answered from the SavedModel as a model server does;
-* `default_head` chooses the head behind `serving_default`.
+* `default_head` chooses the head behind `serving_default`;
+* `export_heads` keeps `serving_default`, `predict` and the chosen heads'
+  signatures, as the full export serves them; `serving_default='all'`
+  serves every head's predictions to requests naming no signature;
+* TF 2's `tf.saved_model.load` and `saved_model_cli` read the reduced
+  exports, whose `predict` answers as `Estimator.predict`.
 """
 import ast
 import os
@@ -85,6 +91,11 @@ def model(tmp_path_factory):
       'ours': fx.our_multi_head,
       'reference': fx.reference_multi_head,
       'color_default': lambda: fx.our_multi_head(default_head='color'),
+      'color_only': lambda: fx.our_multi_head(export_heads=['color']),
+      'reduced': lambda: fx.our_multi_head(export_heads=[]),
+      'serve_all': lambda: fx.our_multi_head(serving_default='all'),
+      'reduced_all': lambda: fx.our_multi_head(export_heads=[],
+                                               serving_default='all'),
   }
   exports = {
       side: fx.export(multi_head_fn, model_dir, checkpoint,
@@ -262,6 +273,8 @@ def cli(model):
   run = ['run', '--dir', export_dir, '--tag_set', 'serve', '--signature_def']
   return _run_all({
       'show': ['show', '--dir', export_dir, '--all'],
+      'show_reduced_all': ['show', '--dir',
+                           model['exports']['reduced_all'], '--all'],
       'classification': run + ['clicks/classification',
                                '--input_examples', INPUT_EXAMPLES],
       'regression': run + ['value/regression',
@@ -584,3 +597,157 @@ def test_default_head_unknown_name_raises_value_error_naming_it():
   with pytest.raises(ValueError, match=r"'colour'.*\['clicks', 'color', "
                                        r"'value', 'tags'\]"):
     tensorflow_multihead.MultiHead(fx.make_heads(), default_head='colour')
+
+
+# export_heads: the heads whose own signatures an export holds.
+
+SHARED_KEYS = ('serving_default', 'predict')
+
+
+def test_export_heads_exports_those_heads_signatures_only(servers):
+  assert sorted(servers['color_only'].signature_defs) == [
+      'color', 'color/classification', 'color/predict', 'predict',
+      'serving_default']
+
+
+def test_empty_export_heads_exports_serving_default_and_predict_alone(
+    servers):
+  assert sorted(servers['reduced'].signature_defs) == sorted(SHARED_KEYS)
+
+
+@pytest.mark.parametrize('side', ['color_only', 'reduced'])
+def test_export_heads_keep_each_kept_signature_as_the_full_export(
+    servers, side):
+  chosen, full = servers[side], servers['ours']
+  for key in chosen.signature_defs:
+    assert _io_spec(chosen.signature_defs[key]) == _io_spec(
+        full.signature_defs[key]), key
+    served, expected = (_run_on_examples(server, key)
+                        for server in (chosen, full))
+    assert sorted(served) == sorted(expected)
+    for output in served:
+      _assert_same_values(served[output], expected[output], f'{key}:{output}')
+
+
+def test_reduced_export_serves_the_first_head_by_default(servers, expected):
+  response = servers['reduced'].classify(_classification_request(None))
+  labels, scores = _labels_and_scores(response)
+  _assert_same_values(labels, expected['clicks/classes'], 'labels')
+  _assert_same_values(scores, expected['clicks/scores'], 'scores')
+
+
+def test_reduced_export_refuses_a_heads_signature_as_not_found(servers):
+  with pytest.raises(fx.ServingError, match='color/classification') as info:
+    servers['reduced'].classify(
+        _classification_request('color/classification'))
+  assert info.value.code == 'NOT_FOUND'
+
+
+# serving_default='all': every head's predictions for clients that call
+# serving_default only.
+
+
+@pytest.mark.parametrize('side', ['serve_all', 'reduced_all'])
+def test_serving_default_all_is_the_merged_predict_signature(servers, side):
+  signatures = servers[side].signature_defs
+  assert signatures['serving_default'].method_name == PREDICT
+  assert _io_spec(signatures['serving_default']) == _io_spec(
+      servers['ours'].signature_defs['predict'])
+  assert sorted(signatures['serving_default'].outputs) == MERGED_PREDICT_KEYS
+
+
+def test_serving_default_all_changes_no_other_signature(servers):
+  assert sorted(servers['serve_all'].signature_defs) == sorted(
+      EXPECTED_METHODS)
+  for key, signature in servers['serve_all'].signature_defs.items():
+    if key != 'serving_default':
+      assert _io_spec(signature) == _io_spec(
+          servers['ours'].signature_defs[key]), key
+
+
+def test_reduced_all_export_holds_two_signatures(servers):
+  assert sorted(servers['reduced_all'].signature_defs) == sorted(SHARED_KEYS)
+
+
+@pytest.mark.parametrize('side', ['serve_all', 'reduced_all'])
+def test_predict_request_naming_no_signature_gets_every_head(servers,
+                                                             expected, side):
+  response = servers[side].predict(_predict_request(None))
+  assert response.model_spec.signature_name == 'serving_default'
+  outputs = {key: tf.make_ndarray(proto)
+             for key, proto in response.outputs.items()}
+  assert sorted(outputs) == MERGED_PREDICT_KEYS
+  for key, expected_key in [
+      ('clicks/logistic', 'clicks/logistic'), ('clicks/logits', 'clicks/logits'),
+      ('color/probabilities', 'color/scores'),
+      ('tags/probabilities', 'tags/scores'),
+      ('value/predictions', 'value/predictions')]:
+    _assert_same_values(outputs[key], expected[expected_key], key)
+
+
+def test_cli_show_all_lists_the_reduced_exports_two_signatures(cli, servers):
+  shown = _parse_show_all(cli['show_reduced_all'])
+  assert shown == {key: _io_spec(signature) for key, signature
+                   in servers['reduced_all'].signature_defs.items()}
+  assert sorted(shown) == sorted(SHARED_KEYS)
+
+
+# TF 2's loader, as Python users load an export.
+
+
+@pytest.fixture(scope='module')
+def loaded(model):
+  """Each of our exports loaded with `tf.saved_model.load`."""
+  return {side: tf.saved_model.load(model['exports'][side])
+          for side in ('ours', 'reduced', 'reduced_all')}
+
+
+def test_tf2_loader_finds_every_signature(loaded, servers):
+  for side, model in loaded.items():
+    assert sorted(model.signatures) == sorted(
+        servers[side].signature_defs), side
+
+
+@pytest.mark.parametrize('side', ['ours', 'reduced', 'reduced_all'])
+def test_tf2_loaded_predict_answers_every_heads_predictions(loaded, expected,
+                                                            side):
+  outputs = loaded[side].signatures['predict'](
+      examples=tf.constant(_examples()))
+  assert sorted(outputs) == MERGED_PREDICT_KEYS
+  _assert_same_values(outputs['color/probabilities'].numpy(),
+                      expected['color/scores'], 'color/probabilities')
+  _assert_same_values(outputs['clicks/logistic'].numpy(),
+                      expected['clicks/logistic'], 'clicks/logistic')
+
+
+def test_tf2_loaded_head_signature_answers_that_head(loaded, expected):
+  outputs = loaded['ours'].signatures['tags/classification'](
+      inputs=tf.constant(_examples()))
+  _assert_same_values(outputs['scores'].numpy(), expected['tags/scores'],
+                      'scores')
+  _assert_same_values(outputs['classes'].numpy(), expected['tags/classes'],
+                      'classes')
+
+
+def test_tf2_loaded_serving_default_all_answers_every_head(loaded, expected):
+  outputs = loaded['reduced_all'].signatures['serving_default'](
+      examples=tf.constant(_examples()))
+  assert sorted(outputs) == MERGED_PREDICT_KEYS
+  _assert_same_values(outputs['value/predictions'].numpy(),
+                      expected['value/predictions'], 'value/predictions')
+
+
+def test_reduced_export_predicts_what_the_estimator_predicts(model, loaded):
+  estimator = fx.make_estimator(fx.our_multi_head, model['base'] / 'model')
+
+  def input_fn():
+    return tf.data.Dataset.from_tensor_slices({'x': SERVED_X}).batch(8)
+
+  predicted = list(estimator.predict(input_fn))
+  served = loaded['reduced'].signatures['predict'](
+      examples=tf.constant(_examples()))
+  assert len(predicted) == len(SERVED_X)
+  for (head, key), value in predicted[0].items():
+    rows = np.stack([row[head, key] for row in predicted])
+    _assert_same_values(served[f'{head}/{key}'].numpy(), rows,
+                        f'{head}/{key}')
