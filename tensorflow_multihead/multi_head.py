@@ -32,10 +32,9 @@ from tensorflow_multihead import funnel
 from tensorflow_multihead import head_group
 from tensorflow_multihead import head_parts
 from tensorflow_multihead import loss_merger
+from tensorflow_multihead import regularization_metric
 
 _MODES = (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
-# Where the summed regularization losses travel among the metric tensors.
-_REGULARIZATION_TENSOR_KEY = 'regularization'
 _REGULARIZATION_KEY = metric_keys.MetricKeys.LOSS_REGULARIZATION
 
 
@@ -239,8 +238,8 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     """
     eval_metrics = {}
     if regularization_losses is not None:
-      eval_metrics[self._regularization_metric_key] = tf.keras.metrics.Mean(
-          name=_REGULARIZATION_KEY)
+      eval_metrics[self._regularization_metric_key] = (
+          regularization_metric.new_mean())
     self._metric_parts = self._parts()
     for part in self._metric_parts:
       for key, metric in part.metrics().items():
@@ -262,11 +261,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
     logits, labels, features = self._funnel.inputs(ModeKeys.EVAL, logits,
                                                    labels, features)
     if regularization_losses is not None:
-      key = self._regularization_metric_key
-      if key not in eval_metrics:
-        eval_metrics[key] = tf.keras.metrics.Mean(name=_REGULARIZATION_KEY)
-      eval_metrics[key].update_state(
-          values=head_group.sum_of(regularization_losses))
+      regularization_metric.add_update(
+          eval_metrics, self._regularization_metric_key,
+          regularization_losses)
     for part in self._metric_parts or self._parts():
       part.update_metrics(eval_metrics, features, logits, labels)
     return eval_metrics
@@ -298,29 +295,15 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
                                  optimizer=None, trainable_variables=None,
                                  train_op_fn=None, update_ops=None,
                                  regularization_losses=None):
-    """Builds the merged spec for `mode`; see `create_estimator_spec`.
+    """Builds the merged spec for `mode`.
 
-    Args:
-      features: The features dict, handed to every head.
-      mode: A `tf.estimator.ModeKeys` value.
-      logits: A dict of logits keyed by head name, or one `Tensor` split
-        among the heads.
-      labels: A dict of labels keyed by head name; needed in TRAIN and EVAL.
-      optimizer: A `tf.keras.optimizers.legacy` optimizer (or any Keras
-        optimizer defining `get_updates`) minimizing the merged loss in
-        TRAIN; give it or `train_op_fn`, not both. Its `iterations` becomes
-        the graph's global step, if the graph has one, so that
-        `Estimator.train` counts its steps. The `tf.keras.optimizers` of TF
-        2.11 and later, which lack `get_updates`, are refused: in a graph
-        they would not update the variables.
-      trainable_variables: What `optimizer` may change.
-      train_op_fn: A function from the merged loss to the train op.
-      update_ops: Ops to run with every training step.
-      regularization_losses: Scalars added to the merged loss (not to any
-        head's), reported as `regularization_loss/<name>` in EVAL.
-
-    Returns:
-      A `_TPUEstimatorSpec`.
+    Takes `base_head.Head.create_estimator_spec`'s arguments: logits are a
+    dict keyed by head name or one `Tensor` split among the heads, labels a
+    dict keyed by head name; `regularization_losses` are added to the
+    merged loss (to no head's) and reported as `regularization_loss` in
+    EVAL. The optimizer's `iterations` becomes the graph's global step;
+    TF 2.11+ `tf.keras.optimizers`, which in a graph would update nothing,
+    are refused.
 
     Raises:
       ValueError: An unknown `mode`, bad logits or labels; in TRAIN, heads
@@ -357,7 +340,9 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
         return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
             mode=mode, predictions=predictions, loss=loss,
             eval_metrics=merged.eval_metrics(
-                self._eval_metrics(specs, regularization_loss)))
+                regularization_metric.with_metric_fn(
+                    *head_parts.merged_metrics(specs),
+                    self._regularization_metric_key, regularization_loss)))
       train_op = merged.train_op(base_head.create_estimator_spec_train_op(
           head_name=self.name, optimizer=optimizer,
           trainable_variables=merged.trainable_variables(trainable_variables),
@@ -372,24 +357,3 @@ class MultiHead(head_group.GroupedHead, base_head.Head):
       return model_fn._TPUEstimatorSpec(  # pylint: disable=protected-access
           mode=mode, predictions=predictions, loss=loss, train_op=train_op,
           eval_metrics=head_parts.merged_metrics(specs))
-
-  def _eval_metrics(self, specs, regularization_loss):
-    """Returns `(metric_fn, tensors)` for every head's metrics and loss.
-
-    `loss/<head>` is the loss each head's EVAL spec reports, the very loss
-    summed into the merged `loss`.
-    """
-    metric_fn, tensors = head_parts.merged_metrics(specs)
-    if regularization_loss is None:
-      return metric_fn, tensors
-    # Rank 1, since TPUEstimator moves metric tensors batch by batch.
-    tensors[_REGULARIZATION_TENSOR_KEY] = tf.reshape(regularization_loss, [1])
-
-    def with_regularization(**metric_tensors):
-      regularization = tf.keras.metrics.Mean(name=_REGULARIZATION_KEY)
-      regularization.update_state(
-          values=metric_tensors.pop(_REGULARIZATION_TENSOR_KEY))
-      return dict({self._regularization_metric_key: regularization},
-                  **metric_fn(**metric_tensors))
-
-    return with_regularization, tensors
