@@ -33,6 +33,7 @@ from tensorflow.python.feature_column.feature_column_v2 import NumericColumn
 # understands them (partials, callable objects and bound methods included).
 from tensorflow.python.util.function_utils import fn_args
 
+from tensorflow_multihead import autograph_off
 from tensorflow_multihead import keras_optimizer
 
 DEFAULT_SERVING_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
@@ -102,6 +103,12 @@ class Head(abc.ABC):
   Subclasses implement the abstract members below, and either
   `create_estimator_spec` or `_create_tpu_estimator_spec`.
   """
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    # This package's heads only: a user's own head may rely on AutoGraph.
+    if cls.__module__.startswith('tensorflow_multihead.'):
+      autograph_off.unconverted(*autograph_off.HEAD_METHODS)(cls)
 
   @property
   @abc.abstractmethod
@@ -221,6 +228,7 @@ class Head(abc.ABC):
 
 
 # Heads deriving from this class must pass Estimator's isinstance checks.
+autograph_off.unconverted(*autograph_off.HEAD_METHODS)(Head)
 tf.estimator.Head.register(Head)
 
 

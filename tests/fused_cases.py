@@ -1,7 +1,7 @@
 """Configurations on which fused heads must match `tf.estimator.MultiHead`.
 
 Each `Case` is a `differential.Mix` whose heads are mostly of one fusable
-type (2 to 64 of them, with their options varied from head to head), or a
+type (2 to 24 of them, with their options varied from head to head), or a
 mix of fusable groups and heads that must not fuse, plus how many EVAL
 batches to feed and which modes to run. Its `id` is derived from the mix,
 so it states what the case holds, e.g.
@@ -138,10 +138,10 @@ def _sparse_multi_label(index):
       weight_column=_cycled(_WEIGHT_COLUMNS, index))
 
 
-_REGRESSION_64 = diff.Mix(
-    heads=heads(diff.REGRESSION, 64, width=(1, 2, 3),
+_REGRESSION_24 = diff.Mix(
+    heads=heads(diff.REGRESSION, 24, width=(1, 2, 3),
                 weight_column=(None, 'w_a', 'w_b', None)),
-    head_weights=_weights(64, seed=2), dict_logits=False, batch_shape=(5,),
+    head_weights=_weights(24, seed=2), dict_logits=False, batch_shape=(5,),
     regularization=(0.1, 0.2), data_seed=12)
 
 BINARY_SMALL = Case(diff.Mix(
@@ -160,7 +160,7 @@ CASES = (
         head_weights=_weights(6), dict_logits=False, batch_shape=(2, 3),
         regularization=(0.25, 0.5), data_seed=2),
          options=diff.GraphOptions(static_batches=False)),
-    # Groups of 16 and more skip graph EVAL, whose graph alone would take the
+    # Groups of 12 and more skip graph EVAL, whose graph alone would take the
     # reference up to a minute to build; their eager metrics accumulate over
     # the batches all the same.
     Case(diff.Mix(
@@ -172,10 +172,10 @@ CASES = (
          modes=('train', 'predict', 'eager'), options=diff.GraphOptions(
              logits_shape=(None, None), train_with='optimizer')),
     Case(diff.Mix(
-        heads=heads(diff.BINARY, 64, thresholds=_THRESHOLD_SETS,
+        heads=heads(diff.BINARY, 24, thresholds=_THRESHOLD_SETS,
                     vocabulary=_BINARY_VOCABULARIES,
                     weight_column=(None, 'w_a', None, 'w_b')),
-        head_weights=_weights(64, seed=1), batch_shape=(4,),
+        head_weights=_weights(24, seed=1), batch_shape=(4,),
         regularization=(0.5,), data_seed=4),
          modes=('predict', 'eager'), batch_count=2),
     # MultiClassHead.
@@ -190,7 +190,7 @@ CASES = (
         loss_reduction=diff.SUM, data_seed=6),
          options=diff.GraphOptions(static_batches=False)),
     Case(diff.Mix(
-        heads=heads(diff.MULTI_CLASS, 32, width=(4,),
+        heads=heads(diff.MULTI_CLASS, 16, width=(4,),
                     vocabulary=(None, None, ('ant', 'bee', 'cat', 'dog')),
                     weight_column=_WEIGHT_COLUMNS, flat_labels=(False, True)),
         batch_shape=(5,), regularization=(0.5,), data_seed=20),
@@ -214,7 +214,7 @@ CASES = (
                   class_metrics=((2,), ()), weight_column=(None, 'w_b'))),
         head_weights=_weights(6), batch_shape=(2, 2), data_seed=9)),
     Case(diff.Mix(
-        heads=heads(diff.MULTI_LABEL, 32, width=(3,),
+        heads=heads(diff.MULTI_LABEL, 12, width=(3,),
                     thresholds=_THRESHOLD_SETS,
                     class_metrics=((), (0, 2)),
                     weight_column=_WEIGHT_COLUMNS),
@@ -226,9 +226,9 @@ CASES = (
                     weight_column=('w_a', None),
                     flat_labels=(True, False, False)),
         batch_shape=(4,), data_seed=11)),
-    Case(_REGRESSION_64, modes=('train', 'predict', 'eager'), batch_count=2,
+    Case(_REGRESSION_24, modes=('train', 'predict', 'eager'), batch_count=2,
          options=diff.GraphOptions(
-             logits_shape=(None, _REGRESSION_64.logits_dimension))),
+             logits_shape=(None, _REGRESSION_24.logits_dimension))),
     Case(diff.Mix(
         heads=heads(diff.REGRESSION, 6, width=(2,),
                     loss_fn=(None, None, 'absolute_error'),

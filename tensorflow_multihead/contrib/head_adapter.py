@@ -12,6 +12,7 @@ from tensorflow_estimator.python.estimator.canned import head as canned_head
 from tensorflow_estimator.python.estimator.head import base_head as v2_base_head
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
+from tensorflow_multihead import autograph_off
 from tensorflow_multihead.contrib import training
 
 _TF1_HEAD = canned_head._Head  # pylint: disable=protected-access
@@ -22,6 +23,7 @@ def as_tf1_head(head):
   return head if isinstance(head, _TF1_HEAD) else TF1HeadAdapter(head)
 
 
+@autograph_off.unconverted(*autograph_off.HEAD_METHODS)
 class TF1HeadAdapter(_TF1_HEAD):
   """A `_Head` doing what the v2 `head` it wraps does.
 

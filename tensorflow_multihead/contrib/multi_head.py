@@ -32,6 +32,7 @@ from tensorflow_estimator.python.estimator.canned import head as canned_head
 from tensorflow_estimator.python.estimator.canned import metric_keys
 from tensorflow_estimator.python.estimator.mode_keys import ModeKeys
 
+from tensorflow_multihead import autograph_off
 from tensorflow_multihead import head_group
 from tensorflow_multihead.contrib import head_adapter
 from tensorflow_multihead.contrib import training
@@ -99,6 +100,7 @@ def multi_head(heads, head_weights=None, default_head=None):
                       default_head=default_head)
 
 
+@autograph_off.unconverted(*autograph_off.HEAD_METHODS)
 class TF1MultiHead(head_group.GroupedHead, _TF1_HEAD):
   """The `_Head` that `multi_head` returns; it documents the arguments."""
 
