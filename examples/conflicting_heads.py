@@ -60,6 +60,8 @@ from tensorflow_multihead import MultiHead
 from tensorflow_multihead import aggregation
 from tensorflow_multihead import weighting
 
+from examples import seeds as over_seeds
+
 FEATURES = 6
 TRUNK_UNITS = 3
 HEAD_UNITS = 8
@@ -233,12 +235,6 @@ def run_seeds(args, model_dir=None):
   return by_seed
 
 
-def _mean_sd(values):
-  values = list(values)
-  sd = statistics.stdev(values) if len(values) > 1 else 0.
-  return statistics.fmean(values), sd
-
-
 def format_table(by_seed):
   """A row per head (then mean and worst), a column per way: mean ± sd.
 
@@ -251,7 +247,7 @@ def format_table(by_seed):
   ways = list(runs[0])
   rows = list(runs[0][ways[0]])
   header = [f'error / sd(truth), {len(runs)} seeds'] + ways
-  lines = [[row] + ['{:.3f} ± {:.3f}'.format(*_mean_sd(
+  lines = [[row] + ['{:.3f} ± {:.3f}'.format(*over_seeds.mean_sd(
       run[way][row] for run in runs)) for way in ways] for row in rows]
   widths = [max(len(line[index]) for line in [header] + lines)
             for index in range(len(header))]
@@ -270,7 +266,7 @@ def compare(by_seed, way, row, baseline='fixed'):
   """
   differences = [run[way][row] - run[baseline][row]
                  for run in by_seed.values()]
-  mean, sd = _mean_sd(differences)
+  mean, sd = over_seeds.mean_sd(differences)
   margin = 2. * sd / len(differences)**0.5
   if mean < -margin:
     return 'better'

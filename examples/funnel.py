@@ -49,6 +49,8 @@ from tensorflow_multihead import ConditionalHead
 from tensorflow_multihead import MaskedHead
 from tensorflow_multihead import MultiHead
 
+from examples import seeds as over_seeds
+
 N_FEATURES = 6
 HIDDEN_UNITS = 16
 NOT_CLICKED = -1
@@ -237,9 +239,8 @@ def summarize(per_seed):
   for way in WAYS:
     summary[way] = {}
     for key, _, _ in METRICS:
-      values = np.array([results[way][key] for results in per_seed])
-      sd = float(values.std(ddof=1)) if len(values) > 1 else 0.
-      summary[way][key] = (float(values.mean()), sd)
+      summary[way][key] = over_seeds.mean_sd(
+          results[way][key] for results in per_seed)
   return summary
 
 

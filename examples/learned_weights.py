@@ -47,6 +47,8 @@ import tensorflow as tf
 from tensorflow_multihead import MultiHead
 from tensorflow_multihead import weighting
 
+from examples import seeds as over_seeds
+
 FEATURES = 6
 HIDDEN_UNITS = 16
 TRAIN_ROWS = 1024
@@ -231,23 +233,13 @@ def run_seeds(seeds, steps=600, model_dir=None, weightings=tuple(WEIGHTINGS)):
 
 
 def summarize(by_seed):
-  """`{seed: results}` -> `{weighting: {head: {metric: 'mean +- sd'}}}`.
+  """`{seed: results}` -> `{weighting: {head: {metric: 'mean ± sd'}}}`.
 
   >>> summarize({0: {'fixed': {'demand': {'auc': 0.5}}},
   ...            1: {'fixed': {'demand': {'auc': 0.7}}}})
   {'fixed': {'demand': {'auc': '0.600 ± 0.141'}}}
   """
-  first = next(iter(by_seed.values()))
-  return {name: {head: {metric: _mean_sd(
-      [results[name][head][metric] for results in by_seed.values()])
-                        for metric in metrics}
-                 for head, metrics in heads.items()}
-          for name, heads in first.items()}
-
-
-def _mean_sd(values):
-  values = [float(value) for value in values]  # NumPy's, as plain floats.
-  return f'{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}'
+  return over_seeds.summarize(by_seed, digits=3)
 
 
 def verdicts(by_seed, baseline='fixed'):

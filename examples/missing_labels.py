@@ -26,7 +26,6 @@ mean +- the (sample) standard deviation over seeds 0 to N-1.
 """
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 
@@ -39,6 +38,8 @@ import tensorflow as tf
 
 from tensorflow_multihead import MaskedHead
 from tensorflow_multihead import MultiHead
+
+from examples import seeds as over_seeds
 
 N_FEATURES = 4
 NOT_CLICKED = -1
@@ -166,17 +167,7 @@ def summarize(by_seed):
   ...            1: {'naive': {'reported': {'auc/click': 0.9}}}})
   {'naive': {'reported': {'auc/click': '0.8500 ± 0.0707'}}}
   """
-  first = next(iter(by_seed.values()))
-  return {way: {source: {key: _mean_sd(
-      [results[way][source][key] for results in by_seed.values()])
-                         for key in metrics}
-                for source, metrics in sources.items()}
-          for way, sources in first.items()}
-
-
-def _mean_sd(values):
-  values = [float(value) for value in values]  # NumPy's, as plain floats.
-  return f'{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}'
+  return over_seeds.summarize(by_seed, digits=4)
 
 
 def _cell(value):

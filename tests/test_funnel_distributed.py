@@ -10,21 +10,16 @@ over every replica's rows) and served outputs: each replica computes the
 joint loss over its rows and the view over its clicked rows, as the
 hand-made model does, and the replicas' gradients are summed.
 """
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.differential import assert_same_results
 from tests.support import funnel_mirrored_job as job
+from tests.support import mirrored_pair
 
 pytestmark = pytest.mark.xdist_group('funnel_distributed')
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_SECS = 300
 HEADS = ('funnel', 'by_hand')
 
@@ -33,28 +28,8 @@ HEADS = ('funnel', 'by_hand')
 def runs(tmp_path_factory):
   """Both jobs, run at once; each one's JSON result."""
   directory = tmp_path_factory.mktemp('funnel_mirrored')
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=str(ROOT))
-  processes = {}
-  for head in HEADS:
-    log = open(directory / f'{head}.log', 'w')  # pylint: disable=consider-using-with
-    processes[head] = (subprocess.Popen(
-        [sys.executable, '-m', 'tests.support.funnel_mirrored_job',
-         str(directory / f'{head}.json'), '--model-dir',
-         str(directory / head), '--head', head],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log)
-  try:
-    for head, (process, log) in processes.items():
-      status = process.wait(timeout=TIMEOUT_SECS)
-      log.close()
-      assert status == 0, (directory / f'{head}.log').read_text()[-3000:]
-  finally:
-    for process, log in processes.values():
-      if process.poll() is None:
-        process.kill()
-        process.wait()
-      log.close()
-  return {head: json.loads((directory / f'{head}.json').read_text())
-          for head in HEADS}
+  return mirrored_pair.results('tests.support.funnel_mirrored_job', HEADS,
+                               directory, TIMEOUT_SECS)
 
 
 def test_every_replica_batch_has_clicked_and_unclicked_rows():

@@ -85,7 +85,7 @@ def test_cases_cover_every_fusable_type_and_option():
                         for mix in mixes} for kind in diff.KINDS}
   for kind, sizes in group_sizes.items():
     assert min(sizes - {0, 1}) <= 4 and max(sizes) >= 8, (kind, sizes)
-  assert max(max(sizes) for sizes in group_sizes.values()) == 64
+  assert max(max(sizes) for sizes in group_sizes.values()) == 24
   for option in ('vocabulary', 'weight_column', 'thresholds', 'class_metrics',
                  'sparse_labels', 'flat_labels', 'loss_fn'):
     assert any(getattr(head, option) for head in specs), option

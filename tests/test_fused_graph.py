@@ -66,6 +66,7 @@ def _binary_heads(count, weighted):
       for index in range(count)), dict_logits=False)
 
 
+BINARY_16 = _binary_heads(16, weighted=False)
 BINARY_32 = _binary_heads(32, weighted=False)
 WEIGHTED_BINARY_32 = _binary_heads(32, weighted=True)
 
@@ -114,10 +115,12 @@ def test_heads_that_cannot_fuse_build_the_per_head_graph(mode):
       diff.fusing(False), UNFUSABLE_MIX, mode)
 
 
-def test_fused_eval_of_32_binary_heads_is_a_tenth_of_the_reference():
-  ops = {'reference': _spec_ops(diff.reference_multi_head, BINARY_32,
+def test_fused_eval_of_16_binary_heads_is_a_tenth_of_the_reference():
+  # 16 heads, not 32: the reference's EVAL graph of 32 takes most of a
+  # minute to build, and the fused share only falls with more heads.
+  ops = {'reference': _spec_ops(diff.reference_multi_head, BINARY_16,
                                 diff.EVAL),
-         'fused': _spec_ops(diff.fusing(True), BINARY_32, diff.EVAL)}
+         'fused': _spec_ops(diff.fusing(True), BINARY_16, diff.EVAL)}
   assert ops['fused'] <= 0.10 * ops['reference'], ops
 
 

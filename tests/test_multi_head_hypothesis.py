@@ -98,13 +98,14 @@ def graph_options(draw, mix):
 # with ours fused and not): eager loss and metrics 0.56, eager predictions
 # 0.04, graph TRAIN 1.1, EVAL (over several batches) 6, PREDICT 0.28. The
 # cheap tests take the most examples, so that CI's 1,000 examples take about
-# 400 s in all; no shard should take over a minute.
+# 300 s in all (EVAL's fixed mixes are in test_multi_head_differential and
+# test_fused_differential); no shard should take over a minute.
 _CI_PLAN = {
-    'eager_loss_and_metrics': (150, 2),
-    'eager_predictions': (450, 1),
-    diff.TRAIN: (90, 2),
-    diff.EVAL: (20, 2),
-    diff.PREDICT: (300, 2),
+    'eager_loss_and_metrics': (100, 2),
+    'eager_predictions': (600, 1),
+    diff.TRAIN: (60, 2),
+    diff.EVAL: (12, 2),
+    diff.PREDICT: (240, 2),
 }
 
 

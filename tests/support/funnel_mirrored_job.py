@@ -21,22 +21,16 @@ a conversion (kind 0) only after a click:
 It writes the final weights, the eval metrics and the exported signatures'
 outputs as JSON to RESULT (or the error, and exits with 1).
 """
-import argparse
-import functools
-import json
-import os
 import sys
-import traceback
 
 import numpy as np
 import tensorflow as tf
 
 import tensorflow_multihead as tmh
 from tests.support import distributed_job as job
+from tests.support import mirrored_pair
 
-REPLICAS = 2
-BATCH = 8  # Rows per replica.
-STEPS = 4
+BATCH = mirrored_pair.BATCH
 VIEW = 'conversion_given_click'
 
 
@@ -95,47 +89,9 @@ def model_fn(features, labels, mode, params):
       trainable_variables=tf.compat.v1.trainable_variables())
 
 
-def _input_fn(repeat):
-  dataset = tf.data.Dataset.from_tensor_slices(make_data())
-  return (dataset.repeat() if repeat else dataset).batch(
-      BATCH, drop_remainder=True)
-
-
-def run(args):
-  session_config, train_distribute, eval_distribute = (
-      job._mirrored_over_cpus(REPLICAS))  # pylint: disable=protected-access
-  estimator = tf.estimator.Estimator(
-      model_fn=model_fn, params={'head': args.head},
-      config=tf.estimator.RunConfig(
-          model_dir=args.model_dir, session_config=session_config,
-          train_distribute=train_distribute, eval_distribute=eval_distribute))
-  estimator.train(functools.partial(_input_fn, True), steps=STEPS)
-  metrics = estimator.evaluate(functools.partial(_input_fn, False))
-  export_dir = estimator.export_saved_model(
-      os.path.join(args.model_dir, 'export'), job.serving_input_fn).decode()
-  return {
-      'weights': {name: estimator.get_variable_value(name).tolist()
-                  for name in ('kernel', 'bias')},
-      'eval': {key: float(value) for key, value in metrics.items()},
-      'signatures': job.run_signatures(export_dir),
-  }
-
-
 def main(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('result')
-  parser.add_argument('--model-dir', required=True)
-  parser.add_argument('--head', choices=('funnel', 'by_hand'), required=True)
-  args = parser.parse_args(argv)
-  tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.WARN)
-  try:
-    result, status = run(args), 0
-  except Exception as error:  # pylint: disable=broad-except
-    traceback.print_exc()
-    result, status = {'error': f'{type(error).__name__}: {error}'}, 1
-  with open(args.result, 'w') as result_file:
-    json.dump(result, result_file)
-  return status
+  return mirrored_pair.main(argv, model_fn, make_data, ('funnel', 'by_hand'),
+                            __doc__.split('\n')[0])
 
 
 if __name__ == '__main__':
