@@ -8,6 +8,7 @@ import functools
 import importlib
 import json
 import os
+import time
 from typing import Callable
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -293,6 +294,30 @@ def write_json(path, payload):
   with open(path, 'w', encoding='utf-8') as stream:
     json.dump(payload, stream, indent=2, sort_keys=True)
     stream.write('\n')
+
+
+def write_results(args, argv, rows, markdown, json_too=True):
+  """Writes what a script's `--markdown` and `--json` flags ask for.
+
+  Args:
+    args: the parsed flags, with `markdown` and `json` paths (or `None`).
+    argv: the command line, recorded in the JSON beside the rows.
+    rows: the measured rows.
+    markdown: a callable returning the Markdown report, called only when
+      `--markdown` is given.
+    json_too: whether `--json` applies (not when the rows were read from it).
+  """
+  if args.markdown:
+    with open(args.markdown, 'w', encoding='utf-8') as stream:
+      stream.write(markdown())
+  if args.json and json_too:
+    write_json(args.json, {'machine': machine_note(), 'argv': argv,
+                           'rows': rows})
+
+
+def print_total(started):
+  """Prints the time since `started` (`time.perf_counter()`), and where."""
+  print(f'\ntotal {time.perf_counter() - started:.0f} s; {machine_note()}')
 
 
 def quiet_tensorflow():

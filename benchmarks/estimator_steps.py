@@ -293,14 +293,8 @@ def main(argv=None):
              implementations=common.parse_implementations(args.sides))
   print()
   print(report(rows))
-  if args.markdown:
-    with open(args.markdown, 'w', encoding='utf-8') as stream:
-      stream.write(markdown_report(rows, argv))
-  if args.json:
-    common.write_json(args.json, {'machine': common.machine_note(),
-                                  'argv': argv, 'rows': rows})
-  print(f'\ntotal {time.perf_counter() - started:.0f} s; '
-        f'{common.machine_note()}')
+  common.write_results(args, argv, rows, lambda: markdown_report(rows, argv))
+  common.print_total(started)
   return 0
 
 

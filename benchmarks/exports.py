@@ -590,18 +590,14 @@ def main(argv=None):
     rows = run(common.parse_ints(args.heads), sides, args.batch,
                args.memory_cap_gib, args.timeout, args.work_dir,
                hidden=args.hidden_layers)
-    print(f'\ntotal {time.perf_counter() - started:.0f} s; '
-          f'{common.machine_note()}')
+    common.print_total(started)
   print()
   print(report(rows, sides))
   for line in stops(rows, sides) + over_target(rows):
     print(line)
-  if args.markdown:
-    with open(args.markdown, 'w', encoding='utf-8') as stream:
-      stream.write(markdown_report(rows, argv, sides))
-  if args.json and not args.from_json:
-    common.write_json(args.json, {'machine': common.machine_note(),
-                                  'argv': argv, 'rows': rows})
+  common.write_results(args, argv, rows,
+                       lambda: markdown_report(rows, argv, sides),
+                       json_too=not args.from_json)
   if args.plot:
     from benchmarks import plots  # pylint: disable=g-import-not-at-top
     for path in plots.draw_exports(rows, args.plot):

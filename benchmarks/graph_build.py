@@ -449,14 +449,9 @@ def main(argv=None):
       print()
       print(breakdown_text(row['heads'], row['mode'], args.breakdown_depth,
                            kinds=kinds, implementations=sides))
-  if args.markdown:
-    with open(args.markdown, 'w', encoding='utf-8') as stream:
-      stream.write(markdown_report(rows, argv, args.memory, kinds))
-  if args.json:
-    common.write_json(args.json, {'machine': common.machine_note(),
-                                  'argv': argv, 'rows': rows})
-  print(f'\ntotal {time.perf_counter() - started:.0f} s; '
-        f'{common.machine_note()}')
+  common.write_results(args, argv, rows,
+                       lambda: markdown_report(rows, argv, args.memory, kinds))
+  common.print_total(started)
   return 0
 
 

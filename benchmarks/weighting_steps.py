@@ -209,17 +209,12 @@ def main(argv=None):
           if row['method'] in ('random', 'famo') and
           row['ratio'] > RATIO_TARGET]
   print(f'\nabove the {RATIO_TARGET}x target: {over or "none"}')
-  note = common.machine_note()
-  if args.markdown:
-    with open(args.markdown, 'w', encoding='utf-8') as stream:
-      stream.write('\n'.join([
-          '# TRAIN step with a loss weighting / plain step', '',
-          f'`python -m benchmarks.weighting_steps {" ".join(argv)}`', '',
-          note + '.', '', common.markdown_table(COLUMNS, rows), '']))
-  if args.json:
-    common.write_json(args.json, {'machine': note, 'argv': argv,
-                                  'rows': rows})
-  print(f'\ntotal {time.perf_counter() - started:.0f} s; {note}')
+  common.write_results(args, argv, rows, lambda: '\n'.join([
+      '# TRAIN step with a loss weighting / plain step', '',
+      f'`python -m benchmarks.weighting_steps {" ".join(argv)}`', '',
+      common.machine_note() + '.', '', common.markdown_table(COLUMNS, rows),
+      '']))
+  common.print_total(started)
   return 0
 
 

@@ -159,7 +159,6 @@ def model_fn(features, labels, mode, params):
   optimizer = None
   if mode == tf.estimator.ModeKeys.TRAIN:
     optimizer = tf.keras.optimizers.legacy.Adam(params['learning_rate'])
-    optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
   return head.create_estimator_spec(
       features=features, mode=mode, logits=logits, labels=labels,
       optimizer=optimizer,

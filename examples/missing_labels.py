@@ -99,7 +99,6 @@ def model_fn(features, labels, mode, params):
       kernel_initializer=tf.keras.initializers.GlorotUniform(
           seed=seed + 1))(hidden)
   optimizer = tf.keras.optimizers.legacy.Adagrad(params['learning_rate'])
-  optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
   return head.create_estimator_spec(
       features=features, mode=mode, logits=logits, labels=labels,
       optimizer=optimizer,

@@ -34,6 +34,7 @@ itself needs none. Any other graph takes `jacobian.jacobian`'s way.
 """
 import tensorflow as tf
 
+from tensorflow_multihead import graph_walk
 from tensorflow_multihead import jacobian as vectorized
 
 # Ops between a dense layer's product and its logits that pass the output
@@ -168,7 +169,7 @@ def _product_under(tensor):
     return None
   if op.get_attr('transpose_b'):
     weights = tf.transpose(weights)
-  if any(inputs.op in vectorized._ancestors([other.op]) for other in added):  # pylint: disable=protected-access
+  if any(inputs.op in graph_walk.ancestors([other.op]) for other in added):
     return None
   return inputs, weights
 

@@ -28,6 +28,8 @@ Graph mode only, as `tf.compat.v1.gradients` is.
 import tensorflow as tf
 from tensorflow.python.ops.parallel_for import control_flow_ops
 
+from tensorflow_multihead import graph_walk
+
 _ZERO = tf.UnconnectedGradients.ZERO
 
 
@@ -80,7 +82,7 @@ def jacobian_from_rows(outputs, rows, sources):
 
 def _vectorized(outputs, output_gradient, count, sources):
   """The `count` rows of `output_gradient(index)`'s backward pass, stacked."""
-  on_path = _ancestors([outputs.op])
+  on_path = graph_walk.ancestors([outputs.op])
   layers = [_dense_uses(source, on_path) for source in sources]
   differentiated = [source for source, uses in zip(sources, layers)
                     if uses is None]
@@ -161,17 +163,6 @@ def _reads_as_weights(op, read):
     return (op.inputs[1] is read and op.inputs[0] is not read and
             op.get_attr('data_format') in (b'NHWC', 'NHWC'))
   return False
-
-
-def _ancestors(ops):
-  seen, pending = set(), list(ops)
-  while pending:
-    op = pending.pop()
-    if op in seen:
-      continue
-    seen.add(op)
-    pending.extend(tensor.op for tensor in op.inputs)
-  return seen
 
 
 def jacobian_by_rows(losses, sources):

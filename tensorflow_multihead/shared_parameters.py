@@ -20,6 +20,8 @@ so only the logits tell one head's dependence from another's.
 """
 import tensorflow as tf
 
+from tensorflow_multihead import graph_walk
+
 
 def as_tuple(shared_variables):
   """`None` -> `()`; one variable or name -> a 1-tuple; else a tuple."""
@@ -145,7 +147,7 @@ def find_representation(representation, logits, owner):
 def _tensor_named(name, logits, owner):
   wanted = name if ':' in name else f'{name}:0'
   exact, within_scope = [], []
-  for op in _ancestors([tensor.op for tensor in logits]):
+  for op in graph_walk.ancestors([tensor.op for tensor in logits]):
     for tensor in op.outputs:
       if tensor.name == wanted:
         exact.append(tensor)
@@ -161,31 +163,6 @@ def _tensor_named(name, logits, owner):
         'name of the tensor every head\'s logits are computed from, such as '
         "'dnn/hiddenlayer_1/Relu:0'.")
   return found[0]
-
-
-def _ancestors(ops):
-  seen, pending = set(), list(ops)
-  while pending:
-    op = pending.pop()
-    if op in seen:
-      continue
-    seen.add(op)
-    pending.extend(tensor.op for tensor in op.inputs)
-  return seen
-
-
-def _descendants(tensors):
-  """The ops computed from `tensors` (not their own ops), over data edges."""
-  seen, pending = set(), [consumer for tensor in tensors
-                          for consumer in tensor.consumers()]
-  while pending:
-    op = pending.pop()
-    if op in seen:
-      continue
-    seen.add(op)
-    pending.extend(consumer for tensor in op.outputs
-                   for consumer in tensor.consumers())
-  return seen
 
 
 def _variable_outputs(variable):
@@ -218,7 +195,7 @@ def check_heads_depend_on(sources, logits_by_head, owner, what):
   for source in sources:
     outputs = (_variable_outputs(source) if isinstance(source, tf.Variable)
                else [source])
-    descendants = _descendants(outputs)
+    descendants = graph_walk.descendants(outputs)
     reached[source.name] = {
         name for name, logits in logits_by_head.items()
         if logits.op in descendants or any(logits is out for out in outputs)}

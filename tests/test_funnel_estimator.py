@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 
 import tensorflow_multihead as tmh
+from tests.support import receivers
 
 pytestmark = pytest.mark.xdist_group('funnel_estimator')
 
@@ -139,12 +140,7 @@ def _train_input_fn(params=None):
   return _input_fn(params, repeat=True)
 
 
-def _serving_input_fn():
-  examples = tf.compat.v1.placeholder(tf.string, [None], name='examples')
-  features = tf.io.parse_example(
-      examples, {'x': tf.io.FixedLenFeature([N_FEATURES], tf.float32)})
-  return tf.estimator.export.ServingInputReceiver(features,
-                                                  {'examples': examples})
+_serving_input_fn = receivers.examples_receiver_fn(N_FEATURES)
 
 
 def _estimator(model_dir, model_fn=_model_fn, params=None):

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorflow_multihead import MaskedHead
 from tensorflow_multihead import MultiHead
 from tensorflow_multihead import aggregation
+from tensorflow_multihead import graph_walk
 from tensorflow_multihead import head_jacobian
 from tensorflow_multihead import jacobian
 
@@ -126,7 +127,7 @@ def _dense_and_other_uses():
 def test_dense_weights_and_other_variables_give_one_gradient_a_head():
   with tf.Graph().as_default(), tf.compat.v1.Session() as session:
     losses, variables = _dense_and_other_uses()
-    on_path = jacobian._ancestors([losses.op])  # pylint: disable=protected-access
+    on_path = graph_walk.ancestors([losses.op])
     through_layers = [variable.op.name for variable in variables
                       if jacobian._dense_uses(variable, on_path)]  # pylint: disable=protected-access
     vectorized = jacobian.jacobian(losses, variables)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import tensorflow_multihead as tmh
+from tests.support import receivers
 
 pytestmark = pytest.mark.xdist_group('masked_estimator')
 
@@ -79,12 +80,7 @@ def _clicked_rows(features, labels):
           tf.boolean_mask(labels['conversion'], clicked))
 
 
-def _serving_input_fn():
-  examples = tf.compat.v1.placeholder(tf.string, [None], name='examples')
-  features = tf.io.parse_example(
-      examples, {'x': tf.io.FixedLenFeature([N_FEATURES], tf.float32)})
-  return tf.estimator.export.ServingInputReceiver(features,
-                                                  {'examples': examples})
+_serving_input_fn = receivers.examples_receiver_fn(N_FEATURES)
 
 
 def _estimator(model_dir, head=None, model_fn=_model_fn):

@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import tensorflow_multihead as tmh
+from tests.support import receivers
 
 pytestmark = pytest.mark.xdist_group('tpu')
 
@@ -66,12 +67,7 @@ def _plain_model_fn(features, labels, mode):
       train_op_fn=_train_op_fn)
 
 
-def _serving_input_fn():
-  serialized = tf.compat.v1.placeholder(tf.string, [None], name='examples')
-  features = tf.io.parse_example(
-      serialized, {'x': tf.io.FixedLenFeature([4], tf.float32)})
-  return tf.estimator.export.ServingInputReceiver(
-      features, {'examples': serialized})
+_serving_input_fn = receivers.examples_receiver_fn(4)
 
 
 @pytest.fixture(scope='module')

@@ -54,6 +54,7 @@ import tensorflow as tf
 
 import tensorflow_multihead
 from tensorflow_multihead import weighting
+from tests.support import receivers
 
 ROWS = 64
 N_FEATURES = 3
@@ -164,12 +165,7 @@ def eval_input_fn(batch_size, input_context=None):
   return dataset.batch(batch_size, drop_remainder=True)
 
 
-def serving_input_fn():
-  serialized = tf.compat.v1.placeholder(tf.string, [None], name='examples')
-  features = tf.io.parse_example(
-      serialized, {'x': tf.io.FixedLenFeature([N_FEATURES], tf.float32)})
-  return tf.estimator.export.ServingInputReceiver(
-      features, {'examples': serialized})
+serving_input_fn = receivers.examples_receiver_fn(N_FEATURES)
 
 
 def model_fn(features, labels, mode, params):

@@ -79,14 +79,7 @@ def model_fn(features, labels, mode, params):
     head, logits, labels = _by_hand(logits, labels)
   else:
     head = _funnel_head()
-  optimizer = None
-  if mode == tf.estimator.ModeKeys.TRAIN:
-    optimizer = tf.keras.optimizers.legacy.SGD(job.LEARNING_RATE)
-    optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
-  return head.create_estimator_spec(
-      features=features, mode=mode, logits=logits, labels=labels,
-      optimizer=optimizer,
-      trainable_variables=tf.compat.v1.trainable_variables())
+  return mirrored_pair.estimator_spec(head, features, mode, logits, labels)
 
 
 def main(argv):

@@ -63,14 +63,8 @@ def model_fn(features, labels, mode, params):
   logits = tf.matmul(features['x'], kernel) + bias
   if params['head'] == 'by_hand' and labels is not None:
     logits, labels = _cut_by_hand(logits, labels)
-  optimizer = None
-  if mode == tf.estimator.ModeKeys.TRAIN:
-    optimizer = tf.keras.optimizers.legacy.SGD(job.LEARNING_RATE)
-    optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
-  return _head(params['head']).create_estimator_spec(
-      features=features, mode=mode, logits=logits, labels=labels,
-      optimizer=optimizer,
-      trainable_variables=tf.compat.v1.trainable_variables())
+  return mirrored_pair.estimator_spec(_head(params['head']), features, mode,
+                                      logits, labels)
 
 
 def main(argv):

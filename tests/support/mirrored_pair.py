@@ -32,6 +32,22 @@ def _input_fn(make_data, repeat):
       BATCH, drop_remainder=True)
 
 
+def estimator_spec(head, features, mode, logits, labels):
+  """`head`'s spec, trained (in TRAIN) by SGD at the job's learning rate.
+
+  The optimizer counts its steps with the global step, which the reference
+  heads need to be told.
+  """
+  optimizer = None
+  if mode == tf.estimator.ModeKeys.TRAIN:
+    optimizer = tf.keras.optimizers.legacy.SGD(job.LEARNING_RATE)
+    optimizer.iterations = tf.compat.v1.train.get_or_create_global_step()
+  return head.create_estimator_spec(
+      features=features, mode=mode, logits=logits, labels=labels,
+      optimizer=optimizer,
+      trainable_variables=tf.compat.v1.trainable_variables())
+
+
 def run(model_fn, make_data, head, model_dir):
   """Trains `STEPS` steps, evaluates and exports; returns what it saw."""
   session_config, train_distribute, eval_distribute = (
