@@ -43,6 +43,7 @@ import tensorflow as tf
 from tensorflow_multihead import head_jacobian
 from tensorflow_multihead import shared_parameters
 from tensorflow_multihead.aggregation import base as aggregation_base
+from tensorflow_multihead.aggregation import layer_jacobian
 
 _SUM_OVER_BATCH_SIZE = tf.losses.Reduction.SUM_OVER_BATCH_SIZE
 
@@ -176,8 +177,9 @@ class AggregatedTraining:
       weighted = losses * tf.stop_gradient(
           _row_weights(loss, head_losses, losses.dtype))
       if self._jacobian is None:
-        local, heads_part = head_jacobian.jacobian_and_sum(weighted, logits,
-                                                           sources)
+        local, heads_part = head_jacobian.jacobian_and_sum(
+            weighted, logits, sources,
+            factored=self.aggregator.takes_layer_jacobian)
       else:
         local = self._jacobian(weighted, sources)
         heads_part = tf.reduce_sum(local, axis=0)
@@ -260,6 +262,13 @@ class _Replicas:
     """The Jacobian of the global batch, the same on every replica."""
     if self._count == 1:
       return matrix
+    if isinstance(matrix, layer_jacobian.LayerJacobian):
+      # Its columns are its batch rows' (`h`'s entries, row after row): the
+      # replicas' columns side by side are their logits gradients' rows.
+      rows, self._columns = self._merge(_concat_on_one_device,
+                                        tf.transpose(matrix.gradients))
+      self._columns *= tf.shape(matrix.kernel)[0]
+      return matrix.with_rows(tf.transpose(rows)).scaled(self._weight)
     if self._side_by_side:
       combined, self._columns = self._merge(_concat_on_one_device, matrix)
     else:
@@ -275,7 +284,7 @@ class _Replicas:
       return direction / (self._weight * self._count)
     index = self._context.replica_id_in_sync_group
     start = tf.math.cumsum(self._columns, exclusive=True)[index]
-    own = tf.slice(direction, [start], [tf.shape(matrix)[1]])
+    own = tf.slice(direction, [start], [self._columns[index]])
     return own / self._weight
 
   def _merge(self, function, matrix):

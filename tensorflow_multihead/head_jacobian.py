@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from tensorflow_multihead import graph_walk
 from tensorflow_multihead import jacobian as vectorized
+from tensorflow_multihead.aggregation import layer_jacobian
 
 # Ops between a dense layer's product and its logits that pass the output
 # gradient on unchanged: a copy, or adding what does not depend on `h`.
@@ -54,11 +55,12 @@ def jacobian(losses, logits, sources):
   return jacobian_and_sum(losses, logits, sources)[0]
 
 
-def jacobian_and_sum(losses, logits, sources):
+def jacobian_and_sum(losses, logits, sources, factored=False):
   """`(J, J^T 1)`: the Jacobian, and the sum of its rows (`[n]`).
 
   Over `h` itself the sum comes from the backward pass that gives the
-  logits' gradients, not from reading the `[K, n]` matrix once more.
+  logits' gradients, not from reading the `[K, n]` matrix once more; with
+  `factored`, `J` is then a `LayerJacobian`, the matrix kept as its factors.
   """
   layer = _LinearLogits.find(logits)
   if layer is None or not _only_through(sources, layer.input, losses):
@@ -67,8 +69,12 @@ def jacobian_and_sum(losses, logits, sources):
   gradients = tf.compat.v1.gradients(
       tf.reduce_sum(losses), list(logits) + [layer.input],
       unconnected_gradients=tf.UnconnectedGradients.ZERO)
+  over_input = len(sources) == 1 and sources[0] is layer.input
+  if over_input and factored:
+    return layer.factored_rows(gradients[:-1]), tf.reshape(gradients[-1],
+                                                           [-1])
   rows = layer.input_rows(gradients[:-1])
-  if len(sources) == 1 and sources[0] is layer.input:
+  if over_input:
     return tf.reshape(rows, [len(logits), -1]), tf.reshape(gradients[-1],
                                                            [-1])
   rows = vectorized.jacobian_from_rows(layer.input, rows, sources)
@@ -123,6 +129,11 @@ class _LinearLogits:
       return None
     return cls(inputs, tf.concat([weights for _, weights in products], 1),
                widths)
+
+  def factored_rows(self, logits_gradients):
+    """The rows of `input_rows`, flattened, as a `LayerJacobian`."""
+    return layer_jacobian.LayerJacobian(
+        tf.concat(logits_gradients, axis=1), self._weights, self._widths)
 
   def input_rows(self, logits_gradients):
     """`[K, batch, d]`: row `k`, head `k`'s logits gradient through `W_k`."""

@@ -12,11 +12,14 @@ The test aggregators differ from the mean on purpose: `FixedCombination`
 weighs the rows by fixed numbers (linear), `UnitRows` adds the rows divided
 by their norms, which is neither linear nor changed by scaling the matrix:
 it tells a replica's Jacobian from the global one, and a sum from a mean.
+`UnitRows` reads the matrix only through its Gramian, so over a linear
+layer's input it takes the Jacobian factored (`layer_jacobian`).
 """
 import numpy as np
 import tensorflow as tf
 
 from tensorflow_multihead import aggregation
+from tensorflow_multihead.aggregation import base as aggregation_base
 
 # Row weights of `FixedCombination`, one a head (the tests have three).
 FIXED_WEIGHTS = (0.3, 1.7, -0.4)
@@ -31,13 +34,16 @@ class FixedCombination(aggregation.Aggregator):
     return tf.linalg.matvec(jacobian, weights, transpose_a=True)
 
 
-class UnitRows(aggregation.Aggregator):
-  """`d = sum_i g_i / |g_i|`: each head pulls with a unit step."""
+class UnitRows(aggregation_base.GramianWeighted):
+  """`d = sum_i g_i / |g_i|`: each head pulls with a unit step.
 
-  def aggregate(self, jacobian):
-    jacobian = tf.convert_to_tensor(jacobian)
-    norms = tf.norm(jacobian, axis=1, keepdims=True)
-    return tf.reduce_sum(jacobian / norms, axis=0)
+  Weighted from the Gramian (`|g_i| = sqrt(G[i, i])`), it takes the heads'
+  Jacobian over a linear layer's input factored, as UPGrad does, where
+  `FixedCombination` reads the matrix itself: the training tests run both.
+  """
+
+  def weights(self, gramian64):
+    return 1. / tf.sqrt(tf.linalg.diag_part(gramian64))
 
 
 class Zero(aggregation.Aggregator):

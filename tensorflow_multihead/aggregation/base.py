@@ -46,6 +46,11 @@ class Aggregator(abc.ABC):
       below it once.
   """
 
+  # Whether `aggregate` reads the Jacobian only through `small_linalg`'s
+  # `gramian`, `combine` and shape checks, and so takes a factored
+  # `layer_jacobian.LayerJacobian` as it takes a matrix.
+  takes_layer_jacobian = False
+
   def __init__(self, shared_variables=None, shared_representation=None):
     self.shared_variables = _as_tuple(shared_variables)
     self.shared_representation = shared_representation
@@ -78,6 +83,8 @@ class GramianWeighted(Aggregator):
   combination of the rows, in the Jacobian's dtype (see `small_linalg`).
   A Jacobian with a NaN or an infinity gives NaN everywhere.
   """
+
+  takes_layer_jacobian = True
 
   @abc.abstractmethod
   def weights(self, gramian64):

@@ -154,6 +154,8 @@ def gradvac_coefficients(gramian64, order, targets, beta, eps):
 class _Surgery(base.Aggregator):
   """What `PCGrad` and `GradVac` share: the order, seeded by the step."""
 
+  takes_layer_jacobian = True
+
   def __init__(self, shuffle, seed, scope, shared_variables,
                shared_representation):
     super().__init__(shared_variables=shared_variables,
@@ -208,7 +210,7 @@ class PCGrad(_Surgery):
     jacobian = small_linalg.checked_jacobian(jacobian, 'PCGrad')
     with tf.name_scope('pcgrad'):
       gramian64 = small_linalg.gramian(jacobian)
-      order, updates = self._order(tf.shape(jacobian)[0])
+      order, updates = self._order(tf.shape(gramian64)[0])
       weights = tf.reduce_sum(pcgrad_coefficients(gramian64, order), 0)
       direction = small_linalg.combine(weights, jacobian)
       with tf.control_dependencies(updates):

@@ -25,6 +25,8 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
+from tensorflow_multihead.aggregation import layer_jacobian
+
 # An eigenvalue of a Gramian at most this many `K * epsilon` times its
 # largest counts as zero. The eigenvalues of an exactly singular float64
 # Gramian come out at about `K * epsilon * largest` (TorchJD's threshold,
@@ -55,7 +57,8 @@ def checked_jacobian(jacobian, aggregator):
     TypeError: `jacobian` is not of a floating-point dtype.
     ValueError: `jacobian` is not a matrix, or has no row.
   """
-  jacobian = tf.convert_to_tensor(jacobian)
+  if not isinstance(jacobian, layer_jacobian.LayerJacobian):
+    jacobian = tf.convert_to_tensor(jacobian)
   if not jacobian.dtype.is_floating:
     raise TypeError(f'{aggregator}.aggregate needs a floating-point '
                     f'Jacobian; given dtype {jacobian.dtype.name}.')
@@ -165,8 +168,11 @@ def gramian(jacobian):
   each block's float64 copy stays in cache, where a float64 copy of the
   whole Jacobian (64 MB at 128 heads and 65,536 parameters) made the
   product 1.5 times slower; a smaller one is cast whole, which is faster
-  than blocks up to about that size.
+  than blocks up to about that size. A `LayerJacobian` gives its Gramian
+  from its factors.
   """
+  if isinstance(jacobian, layer_jacobian.LayerJacobian):
+    return jacobian.gramian64()
   jacobian = tf.stop_gradient(jacobian)
   if _cast_whole(jacobian):
     return _symmetric(_product(tf.cast(jacobian, tf.float64)))
@@ -228,8 +234,11 @@ def combine(weights64, jacobian):
   weights from a badly scaled Gramian, many orders of magnitude apart): a
   float32 sum would leave rounding noise of the gradients' size. Cast as
   in `gramian`: whole when small, else a block at a time (four times
-  faster than whole at 128 heads and 65,536 parameters).
+  faster than whole at 128 heads and 65,536 parameters). A `LayerJacobian`
+  combines its factors.
   """
+  if isinstance(jacobian, layer_jacobian.LayerJacobian):
+    return jacobian.combine(weights64)
   jacobian = tf.stop_gradient(jacobian)
   weights64 = tf.cast(weights64, tf.float64)
   if _cast_whole(jacobian):
