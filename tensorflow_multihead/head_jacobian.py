@@ -60,7 +60,8 @@ def jacobian_and_sum(losses, logits, sources, factored=False):
 
   Over `h` itself the sum comes from the backward pass that gives the
   logits' gradients, not from reading the `[K, n]` matrix once more; with
-  `factored`, `J` is then a `LayerJacobian`, the matrix kept as its factors.
+  `factored`, `J` is then a `LayerJacobian`, the matrix kept as its
+  factors, where those cost less (`_LinearLogits.factoring_pays`).
   """
   layer = _LinearLogits.find(logits)
   if layer is None or not _only_through(sources, layer.input, losses):
@@ -70,7 +71,7 @@ def jacobian_and_sum(losses, logits, sources, factored=False):
       tf.reduce_sum(losses), list(logits) + [layer.input],
       unconnected_gradients=tf.UnconnectedGradients.ZERO)
   over_input = len(sources) == 1 and sources[0] is layer.input
-  if over_input and factored:
+  if over_input and factored and layer.factoring_pays():
     return layer.factored_rows(gradients[:-1]), tf.reshape(gradients[-1],
                                                            [-1])
   rows = layer.input_rows(gradients[:-1])
@@ -129,6 +130,22 @@ class _LinearLogits:
       return None
     return cls(inputs, tf.concat([weights for _, weights in products], 1),
                widths)
+
+  def factoring_pays(self):
+    """Whether the factored Gramian costs less than the matrix's.
+
+    `C^2 (batch + d)` multiply-adds (and two `[C, C]` matrices) against `K^2
+    batch d`, for `C` logits columns: always so with one column a head, not
+    for a head of thousands of classes. With the batch unknown, as for a
+    large batch: `C^2 <= K^2 d`.
+    """
+    heads, columns = len(self._widths), sum(self._widths)
+    batch, width = self.input.shape
+    if width is None:
+      return columns == heads
+    if batch is None:
+      return columns**2 <= heads**2 * width
+    return columns**2 * (batch + width) <= heads**2 * batch * width
 
   def factored_rows(self, logits_gradients):
     """The rows of `input_rows`, flattened, as a `LayerJacobian`."""

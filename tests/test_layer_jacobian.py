@@ -94,6 +94,19 @@ def test_the_gramian_based_aggregators_take_it_and_the_others_do_not():
     assert getattr(aggregation, name).takes_layer_jacobian == expected, name
 
 
+def test_a_subclass_with_its_own_aggregate_is_given_matrices():
+  class Halved(aggregation.UPGrad):
+
+    def aggregate(self, jacobian):
+      return 0.5 * super().aggregate(tf.convert_to_tensor(jacobian))
+
+  class Renamed(aggregation.UPGrad):
+    pass
+
+  assert not Halved.takes_layer_jacobian
+  assert Renamed.takes_layer_jacobian
+
+
 @pytest.mark.parametrize('name', sorted(_taking_aggregators()))
 @pytest.mark.parametrize('case', ['conflicting', 'badly_scaled', 'repeated'])
 def test_an_aggregator_gives_the_same_direction_factored(name, case):
@@ -137,6 +150,17 @@ def test_over_the_layers_input_the_heads_jacobian_comes_factored():
     dense, total, slow = session.run((dense, total, slow))
   np.testing.assert_allclose(dense, slow, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(total, slow.sum(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_wide_head_keeps_the_matrix_where_the_factors_cost_more():
+  # 200 classes beside one regression: C^2 (batch + d) = 40,401 * 9 against
+  # K^2 batch d = 80 multiply-adds.
+  with tf.Graph().as_default():
+    losses, pieces, h = _linear_heads_graph((200, 1))
+    matrix, _ = head_jacobian.jacobian_and_sum(losses, pieces, [h],
+                                               factored=True)
+  assert isinstance(matrix, tf.Tensor)
+  assert matrix.shape.as_list() == [2, ROWS * UNITS]
 
 
 def test_over_other_sources_the_heads_jacobian_is_a_matrix():

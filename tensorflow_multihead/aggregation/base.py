@@ -48,8 +48,15 @@ class Aggregator(abc.ABC):
 
   # Whether `aggregate` reads the Jacobian only through `small_linalg`'s
   # `gramian`, `combine` and shape checks, and so takes a factored
-  # `layer_jacobian.LayerJacobian` as it takes a matrix.
+  # `layer_jacobian.LayerJacobian` as it takes a matrix. A subclass that
+  # writes its own `aggregate` says so again, or is given matrices.
   takes_layer_jacobian = False
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if ('aggregate' in vars(cls) and
+        'takes_layer_jacobian' not in vars(cls)):
+      cls.takes_layer_jacobian = False
 
   def __init__(self, shared_variables=None, shared_representation=None):
     self.shared_variables = _as_tuple(shared_variables)

@@ -13,7 +13,8 @@ logits gradients side by side, the `[K, batch * d]` matrix is never needed:
 
 `C^2 * (batch + d)` multiply-adds for the Gramian instead of `K^2 * batch *
 d`, all of them in float64 on small factors: the same Gramian, at least as
-accurate. The aggregators that only read `J` through its Gramian and their
+accurate (`head_jacobian` factors only where that is fewer: not beside a
+head of thousands of classes). The aggregators that only read `J` through its Gramian and their
 combination of its rows (`takes_layer_jacobian`) take a `LayerJacobian` as
 they take a matrix; the others get `dense()`.
 

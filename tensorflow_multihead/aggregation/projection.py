@@ -154,8 +154,6 @@ def gradvac_coefficients(gramian64, order, targets, beta, eps):
 class _Surgery(base.Aggregator):
   """What `PCGrad` and `GradVac` share: the order, seeded by the step."""
 
-  takes_layer_jacobian = True
-
   def __init__(self, shuffle, seed, scope, shared_variables,
                shared_representation):
     super().__init__(shared_variables=shared_variables,
@@ -205,6 +203,8 @@ class PCGrad(_Surgery):
                shared_representation=None):
     super().__init__(shuffle, seed, 'pcgrad', shared_variables,
                      shared_representation)
+
+  takes_layer_jacobian = True
 
   def aggregate(self, jacobian):
     jacobian = small_linalg.checked_jacobian(jacobian, 'PCGrad')
@@ -291,6 +291,8 @@ class GradVac(_Surgery):
   def reset(self):
     """Starts the eager targets afresh (at 0), as for new heads."""
     self._targets.forget_eager()
+
+  takes_layer_jacobian = True
 
   def aggregate(self, jacobian):
     jacobian = small_linalg.checked_jacobian(jacobian, 'GradVac')
