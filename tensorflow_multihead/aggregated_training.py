@@ -268,7 +268,7 @@ class _Replicas:
       rows, self._columns = self._merge(_concat_on_one_device,
                                         tf.transpose(matrix.gradients))
       self._columns *= tf.shape(matrix.kernel)[0]
-      return matrix.with_rows(tf.transpose(rows)).scaled(self._weight)
+      return matrix.with_rows(tf.transpose(rows) * self._weight)
     if self._side_by_side:
       combined, self._columns = self._merge(_concat_on_one_device, matrix)
     else:

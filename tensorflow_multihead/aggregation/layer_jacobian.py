@@ -32,6 +32,8 @@ True
 >>> jacobian.combine(tf.constant([1., 0.5], tf.float64)).numpy()
 array([ 2. ,  4. , -0.5, -1.5], dtype=float32)
 """
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -64,14 +66,15 @@ class LayerJacobian:
     columns = None if batch is None or width is None else batch * width
     return tf.TensorShape([len(self.widths), columns])
 
-  def columns(self):
-    """`batch * d`, the matrix's number of columns, as a tensor."""
-    return tf.shape(self.gradients)[0] * tf.shape(self.kernel)[0]
+  @functools.cached_property
+  def _factors64(self):
+    # Cast once: an aggregator reads both the Gramian and the combination.
+    return (tf.cast(self.gradients, tf.float64),
+            tf.cast(self.kernel, tf.float64))
 
   def gramian64(self):
     """`G = J J^T` in float64, from the factors, exactly symmetric."""
-    gradients = tf.cast(self.gradients, tf.float64)
-    kernel = tf.cast(self.kernel, tf.float64)
+    gradients, kernel = self._factors64
     by_column = (tf.matmul(gradients, gradients, transpose_a=True) *
                  tf.matmul(kernel, kernel, transpose_a=True))
     if len(set(self.widths)) == 1 and self.widths[0] == 1:
@@ -87,9 +90,9 @@ class LayerJacobian:
     """`J^T w = sum_k w_k J[k]`, summed in float64, in the factors' dtype."""
     column_weights = tf.gather(tf.cast(weights64, tf.float64),
                                self._column_heads)
-    rows = tf.matmul(
-        tf.cast(self.gradients, tf.float64) * column_weights[tf.newaxis, :],
-        tf.cast(self.kernel, tf.float64), transpose_b=True)
+    gradients, kernel = self._factors64
+    rows = tf.matmul(gradients * column_weights[tf.newaxis, :], kernel,
+                     transpose_b=True)
     return tf.cast(tf.reshape(rows, [-1]), self.dtype)
 
   def dense(self):
@@ -99,10 +102,6 @@ class LayerJacobian:
                 tf.split(self.gradients, self.widths, axis=1),
                 tf.split(self.kernel, self.widths, axis=1))]
     return tf.reshape(tf.stack(rows), [len(self.widths), -1])
-
-  def scaled(self, factor):
-    """`factor * J`, still factored."""
-    return LayerJacobian(self.gradients * factor, self.kernel, self.widths)
 
   def with_rows(self, gradients):
     """The Jacobian of other batch rows `gradients` through the same layer.
